@@ -1,0 +1,87 @@
+"""The pipeline in a few calls: fingerprint a model (with cache), compare two, scan a library."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from .cache import FingerprintCache
+from .errors import IncompatibleFingerprintsError
+from .extract import CancelToken, ProgressCallback, extract_features
+from .fingerprint import Fingerprint
+from .loading import LoadedModel, load_model, resolve_source, source_weights_hash, wrap_model
+from .probes import ProbeSpec
+from .stats import SeedPrintsResult, seedprints_test
+
+ModelLike = str | os.PathLike[str] | LoadedModel | torch.nn.Module
+
+
+def fingerprint_model(
+    model: ModelLike,
+    spec: ProbeSpec,
+    *,
+    name: str | None = None,
+    cache: FingerprintCache | None = None,
+    config: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    batch_size: int | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Fingerprint:
+    """Full fingerprint of a model given as a path, Hub id, loaded model or in-memory module.
+
+    With a cache, a checkpoint whose (weights hash, probe id) was seen before is neither
+    loaded nor run again.
+    """
+    weights_hash = None
+    if isinstance(model, (str, os.PathLike)):
+        src = resolve_source(model, config)
+        weights_hash = source_weights_hash(src)
+        label = name or src.name
+    elif isinstance(model, LoadedModel):
+        weights_hash, label = model.facts.weights_hash, name or model.name
+    else:
+        label = name or type(model).__name__
+    if cache is not None and weights_hash is not None:
+        hit = cache.get(weights_hash, spec.id)
+        if hit is not None:
+            if progress:
+                progress(spec.n_samples, spec.n_samples)
+            return hit.with_name(label)
+    if isinstance(model, (str, os.PathLike)):
+        loaded = load_model(model, config=config, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+                            name=label)
+    elif isinstance(model, LoadedModel):
+        loaded = model
+    else:
+        loaded = wrap_model(model, label)
+        if cache is not None:  # in-memory models are keyed by a hash of their tensors
+            hit = cache.get(loaded.facts.weights_hash, spec.id)
+            if hit is not None:
+                if progress:
+                    progress(spec.n_samples, spec.n_samples)
+                return hit.with_name(label)
+    feats = extract_features(loaded, spec, batch_size=batch_size, progress=progress, cancel=cancel)
+    fp = Fingerprint.from_features(spec, feats, loaded.facts)
+    if cache is not None:
+        cache.put(fp)
+    return fp
+
+
+def compare(reference: Fingerprint, suspect: Fingerprint, **test_kwargs: Any) -> SeedPrintsResult:
+    """Test two fingerprints made with the same probe (keywords go to seedprints_test)."""
+    if reference.spec.id != suspect.spec.id:
+        raise IncompatibleFingerprintsError(
+            f"{reference.name} was fingerprinted with probe {reference.spec.id} and {suspect.name} with "
+            f"{suspect.spec.id}: fingerprints are comparable only when made with the same probe; re-fingerprint one"
+        )
+    if reference.d != suspect.d:
+        raise IncompatibleFingerprintsError(
+            f"{reference.name} has hidden size {reference.d} and {suspect.name} {suspect.d}: "
+            "models of different width cannot share an init"
+        )
+    return seedprints_test(reference, suspect, **test_kwargs)

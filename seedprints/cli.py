@@ -1,0 +1,317 @@
+"""Command-line interface: ``seedprints fingerprint|compare|scan|library ...`` (also ``python -m seedprints``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .audit import compare, fingerprint_model
+from .cache import FingerprintCache
+from .errors import SeedPrintsError
+from .fingerprint import Fingerprint, load_fingerprint
+from .library import Library
+from .paths import default_cache, default_library
+from .probes import PRESETS, ProbeSpec, preset
+from .stats import SeedPrintsResult
+from .verdict import ScanReport, scan
+
+
+# ---------------------------------------------------------------------------- arguments
+def _probe_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("probe (models are fingerprinted with it; all fingerprints compared must share it)")
+    g.add_argument("--probe", choices=list(PRESETS), default=None,
+                   help="probe budget preset (default: the library's probe for scan/add, else quick)")
+    g.add_argument("--n-samples", type=int, help="override N, the number of probe sequences")
+    g.add_argument("--seq-len", type=int, help="override L, the tokens per sequence")
+    g.add_argument("--vocab-range", type=int, help="override V, token ids are drawn from [0, V)")
+    g.add_argument("--probe-seed", type=int, help="override the probe seed")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("loading")
+    g.add_argument("--config", help="config.json for a bare .safetensors/.bin file")
+    g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    g.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on GPU for half checkpoints), float32, ...")
+    g.add_argument("--batch-size", type=int, help="probe samples per forward pass (default: automatic)")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a model's own Python code to run (only for models whose authors you trust)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the fingerprint cache")
+
+
+def _test_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("test")
+    g.add_argument("--k", type=float, default=0.10, help="identity dimensions: ratio of D (<1) or a count (default 0.10)")
+    g.add_argument("--mode", choices=["coset", "base"], default="coset")
+    g.add_argument("--null", choices=["analytical", "simplified", "full_pipeline"], default="analytical")
+    g.add_argument("--null-test", choices=["ttest", "mannwhitney"], default="ttest")
+    g.add_argument("--agg", action="store_true", help="add the aggregate-tau signal (Bonferroni x2)")
+    g.add_argument("--alpha", type=float, default=0.01, help="significance level (default 0.01)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for the whole CLI."""
+    ap = argparse.ArgumentParser(prog="seedprints", description=(
+        "Fingerprint LLM checkpoints and test whether they share a training seed (SeedPrints, ICLR 2026)."))
+    ap.add_argument("--version", action="version", version=f"seedprints {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **kw: _add(*a, parents=[common], **kw)  # type: ignore[method-assign]
+
+    p = sub.add_parser("fingerprint", help="extract a model's fingerprint to a file")
+    p.add_argument("model", help="model folder, .safetensors/.bin file, .gguf file or Hub id")
+    p.add_argument("-o", "--output", required=True, help="fingerprint file to write (.safetensors)")
+    p.add_argument("--name", help="name recorded in the fingerprint (default: from the path)")
+    p.add_argument("--keep", default="all", help="columns to store: 'all' (default) or a ratio such as 0.2")
+    _probe_args(p)
+    _model_args(p)
+
+    p = sub.add_parser("compare", help="test whether two models or fingerprints share their init seed")
+    p.add_argument("reference", help="fingerprint file or model")
+    p.add_argument("suspect", help="fingerprint file or model")
+    _probe_args(p)
+    _model_args(p)
+    _test_args(p)
+
+    p = sub.add_parser("scan", help="test a suspect against every reference in a library and give a verdict")
+    p.add_argument("model", help="suspect: fingerprint file or model")
+    p.add_argument("--library", default=None, help=f"library folder (default {default_library()})")
+    _probe_args(p)
+    _model_args(p)
+    _test_args(p)
+
+    lp = sub.add_parser("library", help="manage a reference library")
+    lsub = lp.add_subparsers(dest="library_command", required=True, metavar="ACTION")
+    _ladd = lsub.add_parser
+    lsub.add_parser = lambda *a, **kw: _ladd(*a, parents=[common], **kw)  # type: ignore[method-assign]
+    p = lsub.add_parser("add", help="fingerprint a model (or take a fingerprint file) and add it")
+    p.add_argument("model", help="fingerprint file or model")
+    p.add_argument("--library", default=None)
+    p.add_argument("--name", help="unique reference name (default: from the path)")
+    p.add_argument("--family", default="", help="model family, e.g. 'llama-tiny'")
+    p.add_argument("--seed", type=int, help="the known training seed")
+    p.add_argument("--notes", default="", help="lineage notes")
+    p.add_argument("--keep", default="0.2", help="columns stored: ratio of D (default 0.2) or 'all'")
+    _probe_args(p)
+    _model_args(p)
+    p = lsub.add_parser("list", help="list references")
+    p.add_argument("--library", default=None)
+    p = lsub.add_parser("remove", help="remove a reference by name")
+    p.add_argument("name")
+    p.add_argument("--library", default=None)
+    p = lsub.add_parser("export", help="write the library to a zip")
+    p.add_argument("zip")
+    p.add_argument("--library", default=None)
+    p = lsub.add_parser("import", help="add every reference of a (validated) library zip")
+    p.add_argument("zip")
+    p.add_argument("--library", default=None)
+    p.add_argument("--skip-existing", action="store_true", help="keep existing references of the same name")
+    return ap
+
+
+# ---------------------------------------------------------------------------- helpers
+def is_fingerprint_file(path: str) -> bool:
+    """True when path is a file whose safetensors header carries SeedPrints metadata."""
+    p = Path(path)
+    if not p.is_file() or p.suffix != ".safetensors":
+        return False
+    try:
+        with open(p, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n < (100 << 20):
+                return False
+            header = json.loads(f.read(n))
+        return "seedprints" in (header.get("__metadata__") or {})
+    except (OSError, ValueError):
+        return False
+
+
+def _spec_from_args(args: argparse.Namespace, fallback: ProbeSpec | None = None) -> ProbeSpec:
+    overrides = {k: v for k, v in (("n_samples", args.n_samples), ("seq_len", args.seq_len),
+                                   ("vocab_range", args.vocab_range), ("seed", args.probe_seed)) if v is not None}
+    if args.probe is None and fallback is not None:
+        return fallback.replace(**overrides) if overrides else fallback
+    return preset(args.probe or "quick", **overrides)
+
+
+def _progress(args: argparse.Namespace, label: str):
+    if args.quiet or args.json:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, desc=f"extracting {label}", unit="sample", file=sys.stderr, leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update, bar.close
+
+
+def _fingerprint(args: argparse.Namespace, target: str, spec: ProbeSpec, name: str | None = None) -> Fingerprint:
+    if is_fingerprint_file(target):
+        return load_fingerprint(target)
+    update, close = _progress(args, name or Path(target).name)
+    try:
+        return fingerprint_model(
+            target, spec, name=name, cache=None if args.no_cache else FingerprintCache(default_cache()),
+            config=args.config, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+            batch_size=args.batch_size, progress=update)
+    finally:
+        close()
+
+
+def _test_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    k: float | int = int(args.k) if args.k >= 1 else args.k
+    return {"k": k, "mode": args.mode, "null": args.null, "null_test": args.null_test, "agg": args.agg}
+
+
+def _library(args: argparse.Namespace, create: bool = True) -> Library:
+    return Library(args.library or default_library(), create=create)
+
+
+def _library_spec(lib: Library) -> ProbeSpec | None:
+    refs = lib.list()
+    if not refs:
+        return None
+    probe_id, _ = Counter(r.probe_id for r in refs).most_common(1)[0]
+    return lib.load(next(r for r in refs if r.probe_id == probe_id)).spec
+
+
+def _fmt_p(log10_p: float) -> str:
+    if log10_p > -4:
+        return f"{10 ** log10_p:.3g}"
+    e = math.floor(log10_p)
+    return f"{10 ** (log10_p - e):.2f}e{e}"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _result_text(r: SeedPrintsResult, alpha: float) -> str:
+    if r.inconclusive:
+        return f"INCONCLUSIVE: {r.reason}"
+    verdict = "same lineage" if r.significant(alpha) else "no evidence of shared lineage"
+    return (f"{verdict} at alpha={alpha:g}: mean tau = {r.statistic:.4f} over k = {r.k} columns (n = {r.n}), "
+            f"z = {r.z:.2f}, p = {_fmt_p(r.log10_pvalue)} (log10 p = {r.log10_pvalue:.2f}), {r.method}, {r.mode} mode")
+
+
+def _scan_text(rep: ScanReport) -> str:
+    rows = [[str(i + 1), r.reference.name, r.reference.family or "-", "-" if r.reference.seed is None else str(r.reference.seed),
+             f"{r.result.statistic:.4f}", f"{r.result.z:.2f}", f"{r.result.log10_pvalue:.2f}", f"{r.log10_p_holm:.2f}",
+             str(r.result.k), "inconclusive" if r.result.inconclusive else ("yes" if r.significant else "no")]
+            for i, r in enumerate(rep.rows)]
+    out = [f"suspect: {rep.suspect}   probe: {rep.probe_id}   alpha: {rep.alpha:g} (Holm-corrected)", "",
+           _table(["#", "reference", "family", "seed", "mean tau", "z", "log10 p", "log10 p (Holm)", "k", "significant"], rows)]
+    if rep.skipped:
+        out += ["", "skipped:"] + [f"  {n}: {why}" for n, why in rep.skipped]
+    out += ["", f"VERDICT: {rep.verdict.label}", rep.verdict.reason]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------- commands
+def _cmd_fingerprint(args: argparse.Namespace) -> int:
+    fp = _fingerprint(args, args.model, _spec_from_args(args), args.name)
+    keep = args.keep if args.keep == "all" else float(args.keep)
+    stored = fp.compact(keep) if keep != "all" else fp
+    path = stored.save(args.output)
+    if args.json:
+        print(json.dumps({"file": str(path), "bytes": path.stat().st_size, **stored.metadata()}, indent=1))
+    else:
+        print(f"wrote {path} ({path.stat().st_size} bytes): {fp.name}, D = {fp.d}, {fp.spec.describe()}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    spec = _spec_from_args(args)
+    ref = _fingerprint(args, args.reference, spec)
+    sus = _fingerprint(args, args.suspect, ref.spec if is_fingerprint_file(args.reference) and args.probe is None else spec)
+    r = compare(ref, sus, **_test_kwargs(args))
+    if args.json:
+        print(json.dumps({"reference": ref.name, "suspect": sus.name, "alpha": args.alpha,
+                          "significant": r.significant(args.alpha), **r.to_dict()}, indent=1))
+    else:
+        print(f"{ref.name} vs {sus.name}: {_result_text(r, args.alpha)}")
+    return 0
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    lib = _library(args, create=False)
+    spec = _spec_from_args(args, _library_spec(lib))
+    sus = _fingerprint(args, args.model, spec)
+    rep = scan(sus, lib.items(), alpha=args.alpha, **_test_kwargs(args))
+    print(json.dumps(rep.to_dict(), indent=1) if args.json else _scan_text(rep))
+    return 0
+
+
+def _cmd_library(args: argparse.Namespace) -> int:
+    action = args.library_command
+    if action == "add":
+        lib = _library(args)
+        fp = _fingerprint(args, args.model, _spec_from_args(args, _library_spec(lib)), args.name)
+        keep: Any = args.keep if args.keep == "all" else float(args.keep)
+        ref = lib.add(fp, name=args.name or fp.name, family=args.family, seed=args.seed, notes=args.notes, keep=keep)
+        print(json.dumps(ref.to_dict(), indent=1) if args.json else f"added {ref.name} ({ref.lineage}) to {lib.root}")
+    elif action == "list":
+        refs = _library(args, create=False).list()
+        if args.json:
+            print(json.dumps([r.to_dict() for r in refs], indent=1))
+        else:
+            print(_table(["name", "family", "seed", "architecture", "D", "probe", "notes"],
+                         [[r.name, r.family or "-", "-" if r.seed is None else str(r.seed), r.architecture,
+                           str(r.hidden_size), r.probe_id, r.notes] for r in refs]))
+    elif action == "remove":
+        ref = _library(args, create=False).remove(args.name)
+        print(json.dumps(ref.to_dict()) if args.json else f"removed {ref.name}")
+    elif action == "export":
+        lib = _library(args, create=False)
+        path = lib.export_zip(args.zip)
+        print(json.dumps({"file": str(path), "references": len(lib)}) if args.json
+              else f"exported {len(lib)} references to {path}")
+    elif action == "import":
+        refs = _library(args).import_zip(args.zip, on_conflict="skip" if args.skip_existing else "error")
+        print(json.dumps([r.to_dict() for r in refs], indent=1) if args.json else f"imported {len(refs)} references")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 success, 2 user error, 3 internal error)."""
+    args = build_parser().parse_args(argv)
+    args.debug = getattr(args, "debug", False)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        handler = {"fingerprint": _cmd_fingerprint, "compare": _cmd_compare, "scan": _cmd_scan,
+                   "library": _cmd_library}[args.command]
+        return handler(args)
+    except SeedPrintsError as exc:
+        if args.debug:
+            raise
+        print(f"seedprints: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("seedprints: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line, never a traceback, unless --debug
+        if args.debug:
+            raise
+        text = " ".join(str(exc).split())[:300]
+        print(f"seedprints: internal error: {type(exc).__name__}: {text} (rerun with --debug for details)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

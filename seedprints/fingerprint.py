@@ -1,0 +1,226 @@
+"""Fingerprint objects and their files: safetensors tensors plus JSON metadata, hash-verified, no pickle.
+
+A file stores the probe spec, model facts, the mean of every feature column (which fixes
+the identity dimensions for any k) and the values of the lowest-mean columns only: the
+test never reads any other column in coset mode, so ``keep`` x D columns suffice for k <= keep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .errors import FingerprintFileError, IncompatibleFingerprintsError
+from .loading import ModelFacts
+from .probes import ProbeSpec
+
+FORMAT = "seedprints-fingerprint"
+FORMAT_VERSION = 1
+DEFAULT_KEEP = 0.2
+_META_KEY = "seedprints"
+MAX_FILE_BYTES = 2 << 30
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Fingerprint:
+    """Probe spec + features (some or all columns) + model facts."""
+
+    spec: ProbeSpec
+    features: np.ndarray  # [N, c] float32
+    columns: np.ndarray  # [c] int64, ascending
+    column_means: np.ndarray  # [D] float64
+    model: ModelFacts
+    tool_version: str = __version__
+    created_at: str = ""
+
+    @classmethod
+    def from_features(cls, spec: ProbeSpec, features: np.ndarray, model: ModelFacts) -> Fingerprint:
+        """Full fingerprint (all D columns) from an [N, D] feature matrix."""
+        feats = np.ascontiguousarray(features, dtype=np.float32)
+        if feats.ndim != 2 or feats.shape[0] != spec.n_samples:
+            raise FingerprintFileError(f"features of {model.name} have shape {feats.shape}, expected [{spec.n_samples}, D]")
+        return cls(spec, feats, np.arange(feats.shape[1], dtype=np.int64), feats.astype(np.float64).mean(axis=0),
+                   model, __version__, _now())
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def n(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def d(self) -> int:
+        return int(self.column_means.shape[0])
+
+    @property
+    def is_full(self) -> bool:
+        return len(self.columns) == self.d
+
+    def full_features(self) -> np.ndarray:
+        """The [N, D] matrix; only for full fingerprints."""
+        if not self.is_full:
+            raise IncompatibleFingerprintsError(f"fingerprint of {self.name} stores {len(self.columns)} of {self.d} columns")
+        return self.features
+
+    def compact(self, keep: float | int = DEFAULT_KEEP) -> Fingerprint:
+        """Keep only the columns with the lowest means: a ratio of D, an absolute count, or 'all'."""
+        if keep == "all" or keep == 1.0:
+            return self
+        from .stats import identity_dims, resolve_k
+
+        k = resolve_k(keep, self.d)
+        if k >= len(self.columns):
+            return self
+        wanted = identity_dims(self.column_means, k)
+        pos = np.searchsorted(self.columns, wanted)
+        if not np.array_equal(self.columns[np.minimum(pos, len(self.columns) - 1)], wanted):
+            raise IncompatibleFingerprintsError(f"fingerprint of {self.name} lacks columns needed for keep={keep}")
+        return dataclasses.replace(self, features=np.ascontiguousarray(self.features[:, pos]), columns=wanted)
+
+    def with_name(self, name: str) -> Fingerprint:
+        """Same fingerprint under another model name."""
+        return dataclasses.replace(self, model=dataclasses.replace(self.model, name=name))
+
+    # ------------------------------------------------------------------ files
+    def metadata(self) -> dict[str, Any]:
+        """JSON metadata stored in the file header (without the content hash)."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "probe": self.spec.to_dict(),
+            "probe_id": self.spec.id,
+            "model": self.model.to_dict(),
+            "tool_version": self.tool_version,
+            "created_at": self.created_at,
+            "n_samples": self.n,
+            "hidden_size": self.d,
+            "n_columns": int(len(self.columns)),
+        }
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The arrays stored in the file."""
+        return {
+            "features": np.ascontiguousarray(self.features, dtype=np.float32),
+            "columns": np.ascontiguousarray(self.columns, dtype=np.int64),
+            "column_means": np.ascontiguousarray(self.column_means, dtype=np.float64),
+        }
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 over the canonical metadata and every tensor's name, dtype, shape and bytes."""
+        return content_hash(self.metadata(), self.tensors())
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically (temporary file, fsync, rename) as a .safetensors fingerprint file."""
+        from safetensors.numpy import save
+
+        meta = self.metadata()
+        tensors = self.tensors()
+        meta["content_sha256"] = content_hash(meta, tensors)
+        data = save(tensors, metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
+        return atomic_write_bytes(Path(path), data)
+
+
+def content_hash(meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> str:
+    """Hash of a fingerprint's metadata (minus the hash itself) and tensors."""
+    h = hashlib.sha256()
+    clean = {k: v for k, v in meta.items() if k != "content_sha256"}
+    h.update(json.dumps(clean, sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        h.update(f"|{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write bytes to path so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+    return path
+
+
+def load_fingerprint(path: str | os.PathLike[str]) -> Fingerprint:
+    """Read and verify a fingerprint file; a truncated, edited or foreign file gets a one-line error."""
+    p = Path(path)
+    if not p.is_file():
+        raise FingerprintFileError(f"no such fingerprint file: {os.fspath(path)!r}")
+    size = p.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise FingerprintFileError(f"{p.name} is {size} bytes, larger than any fingerprint: not a fingerprint file")
+    return fingerprint_from_bytes(p.read_bytes(), p.name)
+
+
+def fingerprint_from_bytes(data: bytes, label: str = "fingerprint") -> Fingerprint:
+    """Parse and verify fingerprint bytes (the contents of a .safetensors fingerprint file)."""
+    from safetensors.numpy import load
+
+    bad = f"{label} is not a valid SeedPrints fingerprint"
+    if len(data) < 8:
+        raise FingerprintFileError(f"{bad}: the file is empty or truncated; re-create it with 'seedprints fingerprint'")
+    header_len = int.from_bytes(data[:8], "little")
+    if header_len <= 0 or 8 + header_len > len(data):
+        raise FingerprintFileError(f"{bad}: the file is truncated or not a safetensors file; re-create it")
+    try:
+        header = json.loads(data[8:8 + header_len])
+        meta = json.loads(header["__metadata__"][_META_KEY])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise FingerprintFileError(f"{bad}: its header carries no SeedPrints metadata") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise FingerprintFileError(f"{bad}: unknown format {meta.get('format') if isinstance(meta, dict) else None!r}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise FingerprintFileError(f"{label} uses fingerprint format version {meta.get('format_version')!r}; "
+                                   f"this seedprints reads version {FORMAT_VERSION}: upgrade or re-create it")
+    try:
+        tensors = load(data)
+    except Exception as exc:
+        raise FingerprintFileError(f"{bad}: the file is truncated or corrupt ({str(exc).splitlines()[0][:120]})") from None
+    needed = {"features", "columns", "column_means"}
+    if set(tensors) != needed:
+        raise FingerprintFileError(f"{bad}: expected tensors {sorted(needed)}, found {sorted(tensors)}")
+    if content_hash(meta, tensors) != meta.get("content_sha256"):
+        raise FingerprintFileError(f"{label} was modified or corrupted (content hash mismatch): re-create it")
+    try:
+        spec = ProbeSpec.from_dict(meta["probe"])
+        facts = ModelFacts.from_dict(meta["model"])
+    except Exception as exc:
+        raise FingerprintFileError(f"{bad}: {exc}") from None
+    feats, cols, means = tensors["features"], tensors["columns"], tensors["column_means"]
+    if feats.ndim != 2 or cols.ndim != 1 or means.ndim != 1 or feats.shape[1] != len(cols) \
+            or feats.shape[0] != spec.n_samples or (len(cols) and (cols.min() < 0 or cols.max() >= len(means))) \
+            or np.any(np.diff(cols) <= 0) or spec.id != meta.get("probe_id"):
+        raise FingerprintFileError(f"{bad}: its tensors are inconsistent with its metadata")
+    return Fingerprint(spec, feats, cols, means, facts, str(meta.get("tool_version", "")), str(meta.get("created_at", "")))
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()

@@ -1,0 +1,195 @@
+"""Probe specifications and the deterministic random inputs they generate.
+
+A probe is the set of N random inputs that every model in a comparison sees.  Inputs are
+drawn per sample from a counter-based seed (probe seed, stream, sample index) with NumPy's
+PCG64, on the CPU, so they are identical on every device and for every batch size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import ProbeError
+
+ProbeKind = Literal["token", "embedding"]
+
+#: Bumped whenever the way inputs are drawn from a spec changes; part of the probe id.
+GENERATOR = "pcg64-per-sample-v1"
+
+_STREAM_TOKENS = 0
+_STREAM_EMBEDDINGS = 1
+_STREAM_FIXED_LAST = 2
+
+
+def _rng(seed: int, stream: int, index: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, stream, index])))
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSpec:
+    """What the probe feeds the model; two fingerprints are comparable only if their specs are equal.
+
+    kind "token": N sequences of L token ids uniform in [0, vocab_range).
+    kind "embedding": N x L x hidden_size Gaussian vectors N(embed_mean, embed_std) fed as
+    ``inputs_embeds``; with ``fixed_last`` (default) the last position holds one vector
+    shared by all samples, so the input cannot reach the read-out through the residual stream.
+    """
+
+    kind: ProbeKind = "token"
+    n_samples: int = 600
+    seq_len: int = 32
+    vocab_range: int | None = 32000
+    hidden_size: int | None = None
+    embed_mean: float | None = None
+    embed_std: float | None = None
+    fixed_last: bool = True
+    seed: int = 0
+    generator: str = GENERATOR
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("token", "embedding"):
+            raise ProbeError(f"unknown probe kind {self.kind!r}: use 'token' or 'embedding'")
+        for name in ("n_samples", "seq_len"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ProbeError(f"probe {name} must be a positive integer, got {value!r}")
+        if self.n_samples < 3:
+            raise ProbeError("probe n_samples must be at least 3 for Kendall tau to be defined")
+        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ProbeError(f"probe seed must be a non-negative integer, got {self.seed!r}")
+        if self.generator != GENERATOR:
+            raise ProbeError(
+                f"probe generator {self.generator!r} is not supported by this version (expected {GENERATOR!r}): "
+                "upgrade seedprints or re-fingerprint"
+            )
+        if self.kind == "token":
+            if self.vocab_range is None or int(self.vocab_range) < 2:
+                raise ProbeError("token probe needs vocab_range >= 2")
+            if self.hidden_size is not None or self.embed_mean is not None or self.embed_std is not None:
+                raise ProbeError("token probe takes no hidden_size/embed_mean/embed_std: remove them")
+        else:
+            if self.hidden_size is None or int(self.hidden_size) < 1:
+                raise ProbeError("embedding probe needs hidden_size (the models' hidden size)")
+            if self.embed_mean is None or self.embed_std is None:
+                raise ProbeError(
+                    "embedding probe needs embed_mean and embed_std: use ProbeSpec.embedding_for(model) "
+                    "to take them from a model's embedding table"
+                )
+            if not (np.isfinite(self.embed_mean) and np.isfinite(self.embed_std) and self.embed_std > 0):
+                raise ProbeError("embedding probe needs a finite embed_mean and a positive finite embed_std")
+            if self.vocab_range is not None:
+                raise ProbeError("embedding probe takes no vocab_range: pass vocab_range=None")
+
+    # ------------------------------------------------------------------ identity
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical plain-data form (the fields that change the inputs, nothing else)."""
+        d = dataclasses.asdict(self)
+        for key in ("n_samples", "seq_len", "vocab_range", "hidden_size", "seed"):
+            if d[key] is not None:
+                d[key] = int(d[key])
+        for key in ("embed_mean", "embed_std"):
+            if d[key] is not None:
+                d[key] = float(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProbeSpec:
+        """Rebuild a spec from :meth:`to_dict` output; unknown keys are an error."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - fields
+        if unknown:
+            raise ProbeError(f"unknown probe fields {sorted(unknown)}: the file was written by a newer seedprints")
+        return cls(**data)
+
+    @property
+    def id(self) -> str:
+        """Stable 16-hex-digit id: SHA-256 of the canonical JSON form."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of input positions the probe sends through a model (N x L)."""
+        return self.n_samples * self.seq_len
+
+    def describe(self) -> str:
+        """One-line human description."""
+        if self.kind == "token":
+            return f"token probe N={self.n_samples} L={self.seq_len} V={self.vocab_range} seed={self.seed} (id {self.id})"
+        return (
+            f"embedding probe N={self.n_samples} L={self.seq_len} D={self.hidden_size} "
+            f"mean={self.embed_mean:.4g} std={self.embed_std:.4g} fixed_last={self.fixed_last} "
+            f"seed={self.seed} (id {self.id})"
+        )
+
+    def replace(self, **changes: Any) -> ProbeSpec:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ inputs
+    def sample(self, index: int) -> np.ndarray:
+        """Input of one sample: int64 [L] token ids or float32 [L, D] embeddings."""
+        if not 0 <= index < self.n_samples:
+            raise IndexError(index)
+        if self.kind == "token":
+            return _rng(self.seed, _STREAM_TOKENS, index).integers(0, self.vocab_range, self.seq_len, dtype=np.int64)
+        d = int(self.hidden_size)  # type: ignore[arg-type]
+        rows = self.seq_len - 1 if self.fixed_last else self.seq_len
+        x = np.empty((self.seq_len, d), dtype=np.float32)
+        x[:rows] = _rng(self.seed, _STREAM_EMBEDDINGS, index).normal(self.embed_mean, self.embed_std, (rows, d))
+        if self.fixed_last:
+            x[-1] = self.fixed_last_vector()
+        return x
+
+    def fixed_last_vector(self) -> np.ndarray:
+        """The last-position input vector shared by every sample of an embedding probe."""
+        d = int(self.hidden_size)  # type: ignore[arg-type]
+        return _rng(self.seed, _STREAM_FIXED_LAST, 0).normal(self.embed_mean, self.embed_std, d).astype(np.float32)
+
+    def batches(self, batch_size: int, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (first index, inputs) for consecutive batches; at most one batch exists at a time."""
+        if batch_size < 1:
+            raise ProbeError(f"batch_size must be positive, got {batch_size}")
+        for lo in range(start, self.n_samples, batch_size):
+            hi = min(lo + batch_size, self.n_samples)
+            yield lo, np.stack([self.sample(i) for i in range(lo, hi)])
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def embedding_for(cls, model: Any, n_samples: int = 600, seq_len: int = 32, seed: int = 0) -> ProbeSpec:
+        """Embedding probe whose mean/std come from ``model``'s input embedding table (use an init model)."""
+        table = model.get_input_embeddings().weight.detach().float()
+        return cls(
+            kind="embedding",
+            n_samples=n_samples,
+            seq_len=seq_len,
+            vocab_range=None,
+            hidden_size=int(table.shape[1]),
+            embed_mean=round(float(table.mean()), 8),
+            embed_std=round(float(table.std()), 8),
+            seed=seed,
+        )
+
+
+#: Named token-probe budgets.  ``quick`` runs a 135M model on 2 CPU cores in well under a
+#: minute; ``paper`` is the published setting for 7B models.
+PRESETS: dict[str, ProbeSpec] = {
+    "quick": ProbeSpec(kind="token", n_samples=600, seq_len=32, vocab_range=32000),
+    "standard": ProbeSpec(kind="token", n_samples=2000, seq_len=64, vocab_range=32000),
+    "paper": ProbeSpec(kind="token", n_samples=2000, seq_len=1024, vocab_range=32000),
+}
+
+
+def preset(name: str, **overrides: Any) -> ProbeSpec:
+    """A named preset, optionally with fields overridden (e.g. ``vocab_range`` for small vocabularies)."""
+    try:
+        base = PRESETS[name]
+    except KeyError:
+        raise ProbeError(f"unknown probe preset {name!r}: choose one of {', '.join(PRESETS)}") from None
+    return base.replace(**overrides) if overrides else base

@@ -1,0 +1,379 @@
+"""The SeedPrints statistical test (paper mode), with analytical and empirical nulls.
+
+Notation follows METHOD.md: H_ref and H_sus are [N, D] feature matrices (last-layer hidden
+state at the last position).  Identity dimensions are the k columns with the smallest mean;
+the kept columns are softmaxed row-wise at temperature T, a Kendall tau is computed per
+kept column between the two models, and the mean tau is tested against a null.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from scipy import stats as sps
+
+from .errors import ExtractionError, IncompatibleFingerprintsError, SeedPrintsError
+
+Mode = Literal["coset", "base"]
+Null = Literal["analytical", "simplified", "full_pipeline"]
+NullTest = Literal["ttest", "mannwhitney"]
+
+LN10 = math.log(10.0)
+DEFAULT_K = 0.10
+DEFAULT_TEMPERATURE = 10.0
+
+
+class FeatureSource(Protocol):
+    """Anything carrying (a subset of) the columns of an [N, D] feature matrix."""
+
+    features: np.ndarray  # [N, c] float32, the stored columns
+    columns: np.ndarray  # [c] indices of the stored columns in 0..D-1
+    column_means: np.ndarray  # [D] mean of every column over the N samples
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _View:
+    features: np.ndarray
+    columns: np.ndarray
+    column_means: np.ndarray
+    name: str
+
+    @property
+    def n(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def d(self) -> int:
+        return int(self.column_means.shape[0])
+
+    def take(self, cols: np.ndarray) -> np.ndarray:
+        """Values of the given global columns, [N, len(cols)]; error if not stored."""
+        pos = np.searchsorted(self.columns, cols)
+        ok = (pos < len(self.columns)) & (self.columns[np.minimum(pos, len(self.columns) - 1)] == cols)
+        if not np.all(ok):
+            raise IncompatibleFingerprintsError(
+                f"fingerprint of {self.name!r} does not store all columns this test needs "
+                f"({int((~ok).sum())} missing): lower k, use coset mode, or re-fingerprint it with keep='all'"
+            )
+        return self.features[:, pos]
+
+
+def _view(x: Any, default_name: str) -> _View:
+    if isinstance(x, np.ndarray) or not hasattr(x, "column_means"):
+        arr = np.asarray(x)
+        if arr.ndim != 2:
+            raise SeedPrintsError(f"features of {default_name!r} must be a 2-D [N, D] matrix, got shape {arr.shape}")
+        arr64 = arr.astype(np.float64, copy=False)
+        _check_finite(arr64, default_name)
+        return _View(arr64, np.arange(arr.shape[1]), arr64.mean(axis=0), default_name)
+    name = getattr(x, "name", None) or default_name
+    feats = np.asarray(x.features, dtype=np.float64)
+    _check_finite(feats, name)
+    cols = np.asarray(x.columns, dtype=np.int64)
+    order = np.argsort(cols)
+    return _View(feats[:, order], cols[order], np.asarray(x.column_means, dtype=np.float64), name)
+
+
+def _check_finite(a: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(a)):
+        bad = int((~np.isfinite(a)).sum())
+        raise ExtractionError(
+            f"features of {name!r} contain {bad} NaN/infinite values: the model's weights are broken "
+            "or overflow in this dtype; check the checkpoint or run in float32"
+        )
+
+
+# ---------------------------------------------------------------------------- building blocks
+def resolve_k(k: float | int, d: int) -> int:
+    """Number of identity dimensions: a ratio in (0, 1) of D, or an absolute count >= 1."""
+    if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)) or not np.isfinite(k):
+        raise SeedPrintsError(f"k must be a ratio in (0, 1) or a positive integer, got {k!r}")
+    if isinstance(k, (float, np.floating)) and not float(k).is_integer():
+        if not 0.0 < k < 1.0:
+            raise SeedPrintsError(f"k as a ratio must lie in (0, 1), got {k}")
+        return max(1, int(math.floor(k * d + 0.5)))
+    k_int = int(k)
+    if k_int == 1 and isinstance(k, (float, np.floating)):
+        return d  # k = 1.0 means "all columns"
+    if not 1 <= k_int <= d:
+        raise SeedPrintsError(f"k = {k_int} identity dimensions is outside 1..D = 1..{d}")
+    return k_int
+
+
+def identity_dims(column_means: np.ndarray, k: int) -> np.ndarray:
+    """Indices (sorted ascending) of the k columns with the smallest mean; ties broken by index."""
+    order = np.argsort(np.asarray(column_means), kind="stable")
+    return np.sort(order[:k])
+
+
+def kept_columns(means_ref: np.ndarray, means_sus: np.ndarray, k: int, mode: Mode) -> np.ndarray:
+    """Columns the test uses: the intersection of both bottom-k sets (coset) or the reference's (base)."""
+    if mode == "coset":
+        return np.intersect1d(identity_dims(means_ref, k), identity_dims(means_sus, k))
+    if mode == "base":
+        return identity_dims(means_ref, k)
+    raise SeedPrintsError(f"unknown mode {mode!r}: use 'coset' or 'base'")
+
+
+def softmax_rows(x: np.ndarray, temperature: float = DEFAULT_TEMPERATURE) -> np.ndarray:
+    """Row-wise softmax of x / temperature, in float64."""
+    z = np.asarray(x, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def kendall_taus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Kendall tau-b between a[:, j] and b[:, j] for every column j; NaN where a column is constant."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape != b.shape or a.ndim != 2:
+        raise SeedPrintsError(f"kendall_taus needs two matrices of equal shape, got {a.shape} and {b.shape}")
+    out = np.empty(a.shape[1], dtype=np.float64)
+    for j in range(a.shape[1]):
+        out[j] = sps.kendalltau(a[:, j], b[:, j]).statistic
+    return out
+
+
+def tau_null_std(n: int) -> float:
+    """Standard deviation of one Kendall tau between independent samples of size n (no ties)."""
+    return math.sqrt(2.0 * (2 * n + 5) / (9.0 * n * (n - 1)))
+
+
+def log10_sf_normal(z: float) -> float:
+    """log10 of the standard normal survival function, accurate far into the tail."""
+    return float(sps.norm.logsf(z)) / LN10
+
+
+def log10_bounded_p(log10_p: float) -> float:
+    """Clip a log10 p-value to at most 0 (p <= 1)."""
+    return min(0.0, log10_p)
+
+
+def p_from_log10(log10_p: float) -> float:
+    """p = 10 ** log10_p (0.0 when it underflows a float)."""
+    return float(10.0**log10_p) if log10_p > -320 else 0.0
+
+
+# ---------------------------------------------------------------------------- result
+@dataclasses.dataclass(frozen=True)
+class SeedPrintsResult:
+    """Outcome of one SeedPrints test, in the style of scipy.stats results.
+
+    statistic: mean Kendall tau over the kept columns.  pvalue / log10_pvalue: evidence
+    against "unrelated" (log10 stays exact when p underflows).  z: the standardised
+    statistic the p-value comes from.  k: kept columns; n: samples.  inconclusive: the test
+    could not be run (too few usable columns); then pvalue = 1 and reason says why.
+    """
+
+    statistic: float
+    pvalue: float
+    log10_pvalue: float
+    z: float
+    k: int
+    n: int
+    mode: str
+    method: str
+    taus: np.ndarray
+    columns: np.ndarray
+    k_requested: int
+    inconclusive: bool = False
+    reason: str = ""
+    agg_tau: float | None = None
+    agg_z: float | None = None
+    n_dropped: int = 0
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def significant(self, alpha: float = 0.01) -> bool:
+        """True when the test rejects independence at level alpha."""
+        return (not self.inconclusive) and self.log10_pvalue < math.log10(alpha)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        d = dataclasses.asdict(self)
+        d["taus"] = [float(t) for t in self.taus]
+        d["columns"] = [int(c) for c in self.columns]
+        return d
+
+
+def _inconclusive(reason: str, *, n: int, mode: str, method: str, k_requested: int, columns: np.ndarray,
+                  taus: np.ndarray, n_dropped: int = 0) -> SeedPrintsResult:
+    return SeedPrintsResult(
+        statistic=0.0, pvalue=1.0, log10_pvalue=0.0, z=0.0, k=int(len(taus)), n=n, mode=mode, method=method,
+        taus=taus, columns=columns, k_requested=k_requested, inconclusive=True, reason=reason, n_dropped=n_dropped,
+    )
+
+
+# ---------------------------------------------------------------------------- the test
+def seedprints_test(
+    reference: Any,
+    suspect: Any,
+    *,
+    k: float | int = DEFAULT_K,
+    mode: Mode = "coset",
+    temperature: float = DEFAULT_TEMPERATURE,
+    agg: bool = False,
+    null: Null = "analytical",
+    null_test: NullTest = "ttest",
+    n_null: int = 50,
+    null_seed: int = 0,
+) -> SeedPrintsResult:
+    """Paper-mode SeedPrints test of "suspect shares reference's init lineage".
+
+    reference / suspect: [N, D] arrays or fingerprints (same N, D, probe).  k: identity
+    dimensions as a ratio of D or a count.  null: "analytical" (paper default), or the
+    empirical "simplified" / "full_pipeline" nulls compared with a one-sided t-test or
+    Mann-Whitney U.  agg adds the aggregate-tau signal (analytical only, Bonferroni x2).
+    """
+    ref = _view(reference, "reference")
+    sus = _view(suspect, "suspect")
+    if ref.n != sus.n or ref.d != sus.d:
+        raise IncompatibleFingerprintsError(
+            f"{ref.name!r} is [{ref.n}, {ref.d}] and {sus.name!r} is [{sus.n}, {sus.d}]: "
+            "fingerprints must come from the same probe and hidden size"
+        )
+    if temperature <= 0 or not np.isfinite(temperature):
+        raise SeedPrintsError(f"temperature must be positive, got {temperature}")
+    if null not in ("analytical", "simplified", "full_pipeline"):
+        raise SeedPrintsError(f"unknown null {null!r}: use 'analytical', 'simplified' or 'full_pipeline'")
+    if null_test not in ("ttest", "mannwhitney"):
+        raise SeedPrintsError(f"unknown null_test {null_test!r}: use 'ttest' or 'mannwhitney'")
+    if agg and null != "analytical":
+        raise SeedPrintsError("the agg signal is defined for the analytical null only")
+    n, d = ref.n, ref.d
+    k_abs = resolve_k(k, d)
+    method = "analytical" + ("+agg" if agg else "") if null == "analytical" else f"empirical-{null}-{null_test}"
+    cols = kept_columns(ref.column_means, sus.column_means, k_abs, mode)
+    raw_ref, raw_sus = ref.take(cols), sus.take(cols)
+    common = dict(n=n, mode=mode, method=method, k_requested=k_abs, columns=cols)
+    if len(cols) < 2:
+        return _inconclusive(
+            f"only {len(cols)} identity dimension(s) are shared by the two models; at least 2 are needed "
+            "(try base mode or a larger k)",
+            taus=np.full(len(cols), np.nan), **common,
+        )
+    taus_all = kendall_taus(softmax_rows(raw_ref, temperature), softmax_rows(raw_sus, temperature))
+    finite = np.isfinite(taus_all)
+    n_dropped = int((~finite).sum())
+    taus = taus_all[finite]
+    if len(taus) < 2:
+        return _inconclusive(
+            f"only {len(taus)} of {len(cols)} kept columns vary across samples; at least 2 are needed",
+            taus=taus_all, n_dropped=n_dropped, **common,
+        )
+    mean_tau = float(taus.mean())
+    kk = len(taus)
+
+    if null == "analytical":
+        sigma1 = tau_null_std(n)
+        z_dim = mean_tau / (sigma1 / math.sqrt(kk))
+        agg_tau = agg_z = None
+        if agg:
+            a = raw_ref[:, finite].mean(axis=1)
+            b = raw_sus[:, finite].mean(axis=1)
+            agg_tau = float(sps.kendalltau(a, b).statistic)
+            if not np.isfinite(agg_tau):
+                agg_tau = 0.0
+            agg_z = agg_tau / sigma1
+            z = max(z_dim, agg_z)
+            log10_p = log10_bounded_p(math.log10(4.0) + log10_sf_normal(z))
+        else:
+            z = z_dim
+            log10_p = log10_bounded_p(math.log10(2.0) + log10_sf_normal(z))
+        return SeedPrintsResult(
+            statistic=mean_tau, pvalue=p_from_log10(log10_p), log10_pvalue=log10_p, z=float(z), k=kk, n=n,
+            mode=mode, method=method, taus=taus_all, columns=cols, k_requested=k_abs, agg_tau=agg_tau,
+            agg_z=None if agg_z is None else float(agg_z), n_dropped=n_dropped,
+            details={"z_dim": float(z_dim), "tau_std": sigma1},
+        )
+
+    rng = np.random.default_rng(null_seed)
+    null_taus = (
+        simplified_null_taus(n, kk, n_null, temperature, rng)
+        if null == "simplified"
+        else full_pipeline_null_taus(n, d, k_abs, mode, n_null, temperature, rng)
+    )
+    if len(null_taus) < 2:
+        return _inconclusive("the empirical null produced fewer than 2 usable taus; raise n_null",
+                             taus=taus_all, n_dropped=n_dropped, **common)
+    if null_test == "ttest":
+        z, log10_p = _welch_greater(taus, null_taus)
+    else:
+        z, log10_p = _mannwhitney_greater(taus, null_taus)
+    return SeedPrintsResult(
+        statistic=mean_tau, pvalue=p_from_log10(log10_p), log10_pvalue=log10_p, z=float(z), k=kk, n=n,
+        mode=mode, method=method, taus=taus_all, columns=cols, k_requested=k_abs, n_dropped=n_dropped,
+        details={"n_null_taus": int(len(null_taus)), "null_mean": float(null_taus.mean()),
+                 "null_std": float(null_taus.std(ddof=1))},
+    )
+
+
+# ---------------------------------------------------------------------------- empirical nulls
+def simplified_null_taus(n: int, k: int, n_pairs: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """Pooled per-column taus of n_pairs pairs of independent N(0, I) [n, k] matrices after the softmax."""
+    out = [kendall_taus(softmax_rows(rng.standard_normal((n, k)), temperature),
+                        softmax_rows(rng.standard_normal((n, k)), temperature)) for _ in range(n_pairs)]
+    taus = np.concatenate(out) if out else np.empty(0)
+    return taus[np.isfinite(taus)]
+
+
+def full_pipeline_null_taus(n: int, d: int, k: int, mode: Mode, n_pairs: int, temperature: float,
+                            rng: np.random.Generator) -> np.ndarray:
+    """Pooled taus of n_pairs pairs of independent N(0, 1) [n, d] matrices sent through bottom-k, softmax, tau."""
+    out = []
+    for _ in range(n_pairs):
+        a = rng.standard_normal((n, d))
+        b = rng.standard_normal((n, d))
+        cols = kept_columns(a.mean(axis=0), b.mean(axis=0), k, mode)
+        if len(cols) >= 2:
+            out.append(kendall_taus(softmax_rows(a[:, cols], temperature), softmax_rows(b[:, cols], temperature)))
+    taus = np.concatenate(out) if out else np.empty(0)
+    return taus[np.isfinite(taus)]
+
+
+def _welch_greater(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """One-sided Welch t-test of mean(x) > mean(y): (t, log10 p)."""
+    nx, ny = len(x), len(y)
+    vx, vy = x.var(ddof=1) / nx, y.var(ddof=1) / ny
+    se = math.sqrt(vx + vy)
+    if se == 0.0:
+        diff = float(x.mean() - y.mean())
+        return (math.copysign(math.inf, diff) if diff else 0.0), (-math.inf if diff > 0 else 0.0 if diff < 0 else math.log10(0.5))
+    t = float((x.mean() - y.mean()) / se)
+    df = (vx + vy) ** 2 / (vx**2 / (nx - 1) + vy**2 / (ny - 1)) if (vx > 0 or vy > 0) else nx + ny - 2
+    return t, log10_bounded_p(float(sps.t.logsf(t, df)) / LN10)
+
+
+def _mannwhitney_greater(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """One-sided Mann-Whitney U of x stochastically greater than y, normal approximation with
+    tie and continuity correction (scipy's 'asymptotic' method): (z, log10 p)."""
+    nx, ny = len(x), len(y)
+    ranks = sps.rankdata(np.concatenate([x, y]))
+    u = float(ranks[:nx].sum() - nx * (nx + 1) / 2.0)
+    n_all = nx + ny
+    _, counts = np.unique(np.concatenate([x, y]), return_counts=True)
+    tie = float((counts**3 - counts).sum())
+    sigma = math.sqrt(nx * ny / 12.0 * ((n_all + 1) - tie / (n_all * (n_all - 1))))
+    if sigma == 0.0:
+        return 0.0, math.log10(1.0)
+    z = (u - nx * ny / 2.0 - 0.5) / sigma
+    return float(z), log10_bounded_p(log10_sf_normal(z))
+
+
+# ---------------------------------------------------------------------------- multiple testing
+def holm_log10(log10_pvalues: np.ndarray) -> np.ndarray:
+    """Holm-adjusted p-values, computed on log10 p so that tiny p-values survive."""
+    lp = np.asarray(log10_pvalues, dtype=np.float64)
+    m = len(lp)
+    if m == 0:
+        return lp.copy()
+    order = np.argsort(lp, kind="stable")
+    adj_sorted = lp[order] + np.log10(m - np.arange(m))
+    adj_sorted = np.minimum(0.0, np.maximum.accumulate(adj_sorted))
+    out = np.empty(m)
+    out[order] = adj_sorted
+    return out

@@ -1,0 +1,172 @@
+"""Scanning a suspect against reference fingerprints, Holm correction, and the plain-language verdict."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import numpy as np
+
+from .fingerprint import Fingerprint
+from .stats import SeedPrintsResult, holm_log10, seedprints_test
+
+Label = Literal["MATCH", "AMBIGUOUS", "NO MATCH", "INCONCLUSIVE"]
+DEFAULT_ALPHA = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class RefInfo:
+    """Who a reference is: name and known lineage (family, seed)."""
+
+    name: str
+    family: str = ""
+    seed: int | None = None
+
+    @property
+    def lineage(self) -> str:
+        seed = "unknown seed" if self.seed is None else f"seed {self.seed}"
+        return f"{self.family} {seed}".strip() if self.family else seed
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanRow:
+    """One tested reference: its identity, the test result and the Holm-adjusted evidence."""
+
+    reference: RefInfo
+    result: SeedPrintsResult
+    log10_p_holm: float
+    significant: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.result
+        return {"name": self.reference.name, "family": self.reference.family, "seed": self.reference.seed,
+                "statistic": r.statistic, "z": r.z, "log10_p": r.log10_pvalue, "p": r.pvalue,
+                "log10_p_holm": self.log10_p_holm, "significant": self.significant, "k": r.k,
+                "inconclusive": r.inconclusive, "reason": r.reason}
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The single answer of a scan and the one sentence that explains it."""
+
+    label: Label
+    reason: str
+    reference: str | None = None
+    family: str | None = None
+    seed: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanReport:
+    """Ranked table (strongest evidence first), skipped references with reasons, and the verdict."""
+
+    suspect: str
+    probe_id: str
+    alpha: float
+    test: dict[str, Any]
+    rows: list[ScanRow]
+    skipped: list[tuple[str, str]]
+    verdict: Verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"suspect": self.suspect, "probe_id": self.probe_id, "alpha": self.alpha, "test": self.test,
+                "verdict": dataclasses.asdict(self.verdict), "rows": [r.to_dict() for r in self.rows],
+                "skipped": [{"name": n, "reason": why} for n, why in self.skipped]}
+
+
+def skip_reason(suspect: Fingerprint, ref: Fingerprint) -> str | None:
+    """Why a reference cannot be compared with the suspect (None if it can)."""
+    if ref.spec.id != suspect.spec.id:
+        return f"made with a different probe ({ref.spec.id} vs the suspect's {suspect.spec.id}); re-fingerprint one of them"
+    if ref.d != suspect.d:
+        return f"hidden size {ref.d} differs from the suspect's {suspect.d}, so the two cannot share an init"
+    return None
+
+
+def _fmt_p(log10_p: float) -> str:
+    if log10_p > -4:
+        return f"{10 ** log10_p:.3g}"
+    exp = math.floor(log10_p)
+    return f"{10 ** (log10_p - exp):.1f}e{exp}"
+
+
+def scan(
+    suspect: Fingerprint,
+    references: Iterable[tuple[Any, Fingerprint] | Fingerprint],
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    **test_kwargs: Any,
+) -> ScanReport:
+    """Test the suspect against every compatible reference and decide one verdict.
+
+    references: fingerprints, or (info, fingerprint) pairs where info has name/family/seed
+    (a library :class:`~seedprints.library.Reference` works).  Extra keywords go to
+    :func:`~seedprints.stats.seedprints_test`.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    tested: list[tuple[RefInfo, SeedPrintsResult]] = []
+    skipped: list[tuple[str, str]] = []
+    for item in references:
+        info, fp = item if isinstance(item, tuple) else (None, item)
+        ref = RefInfo(getattr(info, "name", None) or fp.name, getattr(info, "family", "") or "",
+                      getattr(info, "seed", None))
+        why = skip_reason(suspect, fp)
+        if why:
+            skipped.append((ref.name, why))
+            continue
+        tested.append((ref, seedprints_test(fp, suspect, **test_kwargs)))
+    conclusive = [i for i, (_, r) in enumerate(tested) if not r.inconclusive]
+    holm = np.zeros(len(tested))
+    holm[conclusive] = holm_log10(np.array([tested[i][1].log10_pvalue for i in conclusive]))
+    log_alpha = math.log10(alpha)
+    rows = [ScanRow(ref, res, float(holm[i]), (not res.inconclusive) and holm[i] < log_alpha)
+            for i, (ref, res) in enumerate(tested)]
+    rows.sort(key=lambda r: (r.result.inconclusive, r.result.log10_pvalue, -r.result.z))
+    test = {"k": test_kwargs.get("k", 0.10), "mode": test_kwargs.get("mode", "coset"),
+            "null": test_kwargs.get("null", "analytical"), "agg": test_kwargs.get("agg", False),
+            "correction": "holm"}
+    return ScanReport(suspect.name, suspect.spec.id, alpha, test, rows, skipped, decide(rows, skipped, alpha))
+
+
+def decide(rows: list[ScanRow], skipped: list[tuple[str, str]], alpha: float = DEFAULT_ALPHA) -> Verdict:
+    """MATCH / AMBIGUOUS / NO MATCH / INCONCLUSIVE from a ranked, Holm-corrected table."""
+    usable = [r for r in rows if not r.result.inconclusive]
+    if not usable:
+        if not rows and not skipped:
+            why = "the reference library is empty, so there is nothing to compare the suspect with."
+        elif not rows:
+            why = (f"none of the {len(skipped)} references was made with the same probe and hidden size as the "
+                   "suspect, so none could be compared.")
+        else:
+            why = ("the models share too few identity dimensions for the test to say anything; "
+                   "try a larger probe or base mode.")
+        return Verdict("INCONCLUSIVE", "No decision: " + why)
+    hits = [r for r in usable if r.significant]
+    untested = len(rows) - len(usable) + len(skipped)
+    caveat = f" ({untested} reference(s) could not be tested)" if untested else ""
+    if not hits:
+        best = usable[0]
+        return Verdict("NO MATCH", (
+            f"None of the {len(usable)} reference models shows a link to the suspect stronger than chance "
+            f"(the closest, {best.reference.name}, has p = {_fmt_p(best.log10_p_holm)} after correcting for "
+            f"{len(usable)} comparisons, above the {alpha:g} threshold), so the suspect does not appear to "
+            f"come from any seed in this library{caveat}."))
+    lineages = {(r.reference.family, r.reference.seed) for r in hits}
+    top = hits[0]
+    # one known lineage; hits from references of unknown seed only count as one lineage when alone
+    if len(lineages) == 1 and (top.reference.seed is not None or len(hits) == 1):
+        seed_txt = "an unknown seed" if top.reference.seed is None else f"seed {top.reference.seed}"
+        fam = f" of the {top.reference.family} family" if top.reference.family else ""
+        return Verdict("MATCH", (
+            f"The suspect shares its training seed with {top.reference.name} ({seed_txt}{fam}): "
+            f"unrelated models would agree this strongly with a chance of only {_fmt_p(top.log10_p_holm)} "
+            f"(z = {top.result.z:.1f}){caveat}."), top.reference.name, top.reference.family, top.reference.seed)
+    names = ", ".join(f"{r.reference.name} ({r.reference.lineage})" for r in hits[:4])
+    return Verdict("AMBIGUOUS", (
+        f"Several references from different seeds show significant links to the suspect ({names}), "
+        "so the evidence does not single out one seed; check whether these references are themselves related."),
+        top.reference.name, top.reference.family, top.reference.seed)

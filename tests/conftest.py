@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny real transformers models built from seeds, and an isolated SEEDPRINTS_HOME."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from seedprints.probes import ProbeSpec  # noqa: E402
+
+TINY_VOCAB = 512
+
+
+def tiny_llama(seed: int, hidden: int = 128, layers: int = 2, vocab: int = TINY_VOCAB) -> torch.nn.Module:
+    """A randomly initialised llama-style causal LM whose weights depend only on ``seed``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                      architectures=["LlamaForCausalLM"])
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg)
+    model.eval()
+    return model
+
+
+def tiny_spec(n: int = 300, seq_len: int = 16, vocab: int = TINY_VOCAB, seed: int = 0) -> ProbeSpec:
+    """A small token probe that fits the tiny models."""
+    return ProbeSpec(kind="token", n_samples=n, seq_len=seq_len, vocab_range=vocab, seed=seed)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Every test gets its own SEEDPRINTS_HOME so caches and libraries never leak between tests."""
+    monkeypatch.setenv("SEEDPRINTS_HOME", str(tmp_path / "home"))
+    yield
+
+
+@pytest.fixture
+def spec() -> ProbeSpec:
+    return tiny_spec()
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    """Factory: save tiny_llama(seed) as a Hugging Face folder and return its path."""
+
+    def make(seed: int = 0, name: str | None = None, **kw) -> str:
+        path = tmp_path / (name or f"model-seed{seed}")
+        tiny_llama(seed, **kw).save_pretrained(path)
+        return str(path)
+
+    return make
