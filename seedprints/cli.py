@@ -145,18 +145,20 @@ def _spec_from_args(args: argparse.Namespace, fallback: ProbeSpec | None = None)
 
 
 def _progress(args: argparse.Namespace, label: str):
+    """A tqdm bar on stderr, created at the first callback (after loading), and its closer."""
     if args.quiet or args.json:
         return None, lambda: None
     from tqdm import tqdm
 
-    bar = tqdm(total=None, desc=f"extracting {label}", unit="sample", file=sys.stderr, leave=False)
+    bars: list[Any] = []
 
     def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(total=total, desc=f"extracting {label}", unit="sample", file=sys.stderr, leave=False))
+        bars[0].n = done
+        bars[0].refresh()
 
-    return update, bar.close
+    return update, lambda: [b.close() for b in bars]
 
 
 def _fingerprint(args: argparse.Namespace, target: str, spec: ProbeSpec, name: str | None = None) -> Fingerprint:

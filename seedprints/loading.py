@@ -293,6 +293,7 @@ def load_model(
 ) -> LoadedModel:
     """Load a decoder-only causal LM from a folder, .safetensors/.bin + config, .gguf or Hub id."""
     src = resolve_source(source, config)
+    _quiet_transformers()
     if src.kind == "hub":
         src = download_from_hub(src.location)
         label = name or os.fspath(source)
@@ -309,6 +310,14 @@ def load_model(
         target = compute_dtype(dev, getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None), dtype)
         model = _load_hf(src, cfg, label, dev, target, trust_remote_code)
     return LoadedModel(model, facts_for(model, label, weights_hash, source=os.fspath(source)))
+
+
+def _quiet_transformers() -> None:
+    """SeedPrints reports its own progress; silence transformers' per-load bars and info logs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def _staging_folder(src: ModelSource) -> tempfile.TemporaryDirectory[str]:

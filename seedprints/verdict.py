@@ -123,7 +123,7 @@ def scan(
     holm = np.zeros(len(tested))
     holm[conclusive] = holm_log10(np.array([tested[i][1].log10_pvalue for i in conclusive]))
     log_alpha = math.log10(alpha)
-    rows = [ScanRow(ref, res, float(holm[i]), (not res.inconclusive) and holm[i] < log_alpha)
+    rows = [ScanRow(ref, res, float(holm[i]), bool((not res.inconclusive) and holm[i] < log_alpha))
             for i, (ref, res) in enumerate(tested)]
     rows.sort(key=lambda r: (r.result.inconclusive, r.result.log10_pvalue, -r.result.z))
     test = {"k": test_kwargs.get("k", 0.10), "mode": test_kwargs.get("mode", "coset"),

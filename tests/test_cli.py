@@ -1,0 +1,103 @@
+"""The command-line interface on a real library of 5 tiny references."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seedprints.cli import main
+
+from conftest import tiny_llama
+from test_lineage import weight_noise
+
+PROBE = ["--n-samples", "300", "--seq-len", "16", "--vocab-range", "512", "-q"]
+REF_SEEDS = [10, 11, 12, 13, 14]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    os.environ["SEEDPRINTS_HOME"] = str(base / "home")
+    lib = base / "lib"
+    for s in REF_SEEDS:
+        tiny_llama(s).save_pretrained(base / f"ref{s}")
+        assert main(["library", "add", str(base / f"ref{s}"), "--library", str(lib), "--family", "tiny",
+                     "--seed", str(s), "--notes", "random init", *PROBE]) == 0
+    weight_noise(tiny_llama(12), rel=0.01).save_pretrained(base / "derived")
+    tiny_llama(99).save_pretrained(base / "unrelated")
+    return base
+
+
+def run_cli(*args: str, env_home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SEEDPRINTS_HOME": str(env_home), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "seedprints", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=300)
+
+
+def test_library_list(workspace, capsys):
+    capsys.readouterr()
+    assert main(["library", "list", "--library", str(workspace / "lib"), "--json"]) == 0
+    refs = json.loads(capsys.readouterr().out)
+    assert [r["seed"] for r in refs] == REF_SEEDS and all(r["family"] == "tiny" for r in refs)
+
+
+def test_scan_prints_ranked_table_and_match(workspace):
+    # scan uses the library's probe automatically: no probe flags needed
+    proc = run_cli("scan", str(workspace / "derived"), "--library", str(workspace / "lib"), "-q",
+                   env_home=workspace / "home")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "VERDICT: MATCH" in out and "seed 12" in out
+    table = [line for line in out.splitlines() if line[:2].strip().isdigit()]
+    assert len(table) == 5 and table[0].split()[1] == "ref12"
+
+
+def test_scan_json_parses(workspace, capsys):
+    capsys.readouterr()
+    assert main(["scan", str(workspace / "derived"), "--library", str(workspace / "lib"), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["verdict"]["label"] == "MATCH" and rep["verdict"]["seed"] == 12
+    assert rep["rows"][0]["name"] == "ref12" and rep["rows"][0]["log10_p_holm"] < -10
+    assert len(rep["rows"]) + len(rep["skipped"]) == 5
+
+
+def test_scan_unrelated_is_not_a_match(workspace, capsys):
+    capsys.readouterr()
+    assert main(["scan", str(workspace / "unrelated"), "--library", str(workspace / "lib"), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["verdict"]["label"] in ("NO MATCH", "INCONCLUSIVE")
+    assert not any(r["significant"] for r in rep["rows"])
+
+
+def test_fingerprint_compare_and_export_import(workspace, capsys, tmp_path):
+    fp_file = tmp_path / "derived.safetensors"
+    assert main(["fingerprint", str(workspace / "derived"), "-o", str(fp_file), *PROBE]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(workspace / "ref12"), str(fp_file), *PROBE, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["significant"] and res["log10_pvalue"] < -10
+    assert main(["compare", str(workspace / "ref11"), str(fp_file), *PROBE]) == 0
+    assert "same lineage at" not in capsys.readouterr().out
+    zip_path = tmp_path / "lib.zip"
+    assert main(["library", "export", str(zip_path), "--library", str(workspace / "lib")]) == 0
+    assert main(["library", "import", str(zip_path), "--library", str(tmp_path / "lib2")]) == 0
+    assert main(["library", "remove", "ref10", "--library", str(tmp_path / "lib2")]) == 0
+    capsys.readouterr()
+    assert main(["library", "list", "--library", str(tmp_path / "lib2"), "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["ref11", "ref12", "ref13", "ref14"]
+
+
+def test_errors_are_one_line_with_nonzero_exit(workspace, capsys):
+    capsys.readouterr()
+    assert main(["scan", str(workspace / "derived"), "--library", str(workspace / "nolib")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("seedprints: error: no reference library")
+    proc = run_cli("compare", "/does/not/exist", "org/model", env_home=workspace / "home")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "no such model" in proc.stderr
