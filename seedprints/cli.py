@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _test_args(p)
 
+    p = sub.add_parser("demo", help="build the embedded demo library and scan its two suspects")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the demo from scratch")
+
     lp = sub.add_parser("library", help="manage a reference library")
     lsub = lp.add_subparsers(dest="library_command", required=True, metavar="ACTION")
     _ladd = lsub.add_parser
@@ -222,6 +225,10 @@ def _scan_text(rep: ScanReport) -> str:
     if rep.skipped:
         out += ["", "skipped:"] + [f"  {n}: {why}" for n, why in rep.skipped]
     out += ["", f"VERDICT: {rep.verdict.label}", rep.verdict.reason]
+    if rep.test.get("null") == "analytical":
+        out += ["", "note: paper-mode analytical p-values assume independent columns; METHOD.md shows they can "
+                "over-state the evidence between unrelated models, so treat borderline matches (|log10 p| < 10) "
+                "with care."]
     return "\n".join(out)
 
 
@@ -290,6 +297,30 @@ def _cmd_library(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import build_demo
+    from .paths import home
+
+    if args.rebuild:
+        import shutil
+
+        shutil.rmtree(home() / "demo", ignore_errors=True)
+    paths = build_demo(progress=None if args.quiet or args.json else
+                       lambda msg, frac: print(f"[{frac:4.0%}] {msg}", file=sys.stderr))
+    lib = Library(paths["library"], create=False)
+    reports = {}
+    for which in ("derived", "unrelated"):
+        sus = fingerprint_model(paths[which], _library_spec(lib), name=f"suspect-{which}",  # type: ignore[arg-type]
+                                cache=FingerprintCache(default_cache()), device="cpu")
+        reports[which] = scan(sus, lib.items())
+    if args.json:
+        print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=1))
+    else:
+        print(f"demo library: {paths['library']} ({len(lib)} references)\n")
+        print("\n\n".join(_scan_text(r) for r in reports.values()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, 2 user error, 3 internal error)."""
     args = build_parser().parse_args(argv)
@@ -297,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         handler = {"fingerprint": _cmd_fingerprint, "compare": _cmd_compare, "scan": _cmd_scan,
-                   "library": _cmd_library}[args.command]
+                   "library": _cmd_library, "demo": _cmd_demo}[args.command]
         return handler(args)
     except SeedPrintsError as exc:
         if args.debug:

@@ -13,7 +13,7 @@ import pytest
 from seedprints.cli import main
 
 from conftest import tiny_llama
-from test_lineage import weight_noise
+from seedprints.derive import weight_noise
 
 PROBE = ["--n-samples", "300", "--seq-len", "16", "--vocab-range", "512", "-q"]
 REF_SEEDS = [10, 11, 12, 13, 14]

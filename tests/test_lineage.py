@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 
 import numpy as np
@@ -10,44 +9,13 @@ import pytest
 import torch
 
 from seedprints import FingerprintCache, compare, fingerprint_model, scan
+from seedprints.derive import fine_tune, int8_dynamic, weight_noise
 from seedprints.loading import load_model
 
 from conftest import TINY_VOCAB, tiny_llama, tiny_spec
 
 SEEDS = [0, 1, 2, 3]
 ALPHA = 0.01
-
-
-def fine_tune(model, steps=50, lr=1e-4, seed=123):
-    """Full fine-tune on random token sequences (next-token loss), returns a new model."""
-    tuned = copy.deepcopy(model)
-    tuned.train()
-    opt = torch.optim.AdamW(tuned.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        x = torch.randint(0, TINY_VOCAB, (8, 32), generator=g)
-        loss = tuned(input_ids=x, labels=x).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    tuned.eval()
-    return tuned
-
-
-def int8_dynamic(model):
-    """torch's int8 dynamic quantization of every Linear layer."""
-    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
-
-
-def weight_noise(model, rel=0.01, seed=7):
-    """Add Gaussian noise with std = rel x each tensor's std."""
-    noisy = copy.deepcopy(model)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in noisy.parameters():
-            if p.numel() > 1:
-                p.add_(torch.randn(p.shape, generator=g) * rel * p.std())
-    return noisy
 
 
 @pytest.fixture(scope="module")

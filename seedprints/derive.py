@@ -1,0 +1,71 @@
+"""Standard modifications of a model (fine-tune, quantize, noise, prune): derivatives with known lineage.
+
+Used by the demo, tests and robustness checks; each returns a new model and leaves the input untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+
+def fine_tune(model: torch.nn.Module, steps: int = 50, lr: float = 1e-4, batch: int = 8, seq_len: int = 32,
+              seed: int = 123, vocab_range: int | None = None) -> torch.nn.Module:
+    """Full fine-tune with AdamW on seeded random token sequences (next-token loss)."""
+    tuned = copy.deepcopy(model)
+    tuned.train()
+    tuned.requires_grad_(True)
+    vocab = vocab_range or tuned.get_input_embeddings().weight.shape[0]
+    opt = torch.optim.AdamW(tuned.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x = torch.randint(0, vocab, (batch, seq_len), generator=g)
+        loss = tuned(input_ids=x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tuned.eval()
+    tuned.requires_grad_(False)
+    return tuned
+
+
+def int8_dynamic(model: torch.nn.Module) -> torch.nn.Module:
+    """torch's int8 dynamic quantization of every Linear layer (in memory only; not saveable as safetensors)."""
+    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def quantize_weights(model: torch.nn.Module, bits: int = 8) -> torch.nn.Module:
+    """Round every 2-D weight to ``bits``-bit symmetric per-row integers and back (saveable fake quantization)."""
+    q = copy.deepcopy(model)
+    levels = 2 ** (bits - 1) - 1
+    with torch.no_grad():
+        for p in q.parameters():
+            if p.dim() == 2:
+                scale = p.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / levels
+                p.copy_(torch.round(p / scale).clamp(-levels, levels) * scale)
+    return q
+
+
+def weight_noise(model: torch.nn.Module, rel: float = 0.01, seed: int = 7) -> torch.nn.Module:
+    """Add Gaussian noise with std = rel x each tensor's own std."""
+    noisy = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in noisy.parameters():
+            if p.numel() > 1:
+                p.add_(torch.randn(p.shape, generator=g) * rel * p.std())
+    return noisy
+
+
+def magnitude_prune(model: torch.nn.Module, fraction: float = 0.3) -> torch.nn.Module:
+    """Zero the given fraction of smallest-magnitude entries of every 2-D weight."""
+    pruned = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in pruned.parameters():
+            if p.dim() == 2 and fraction > 0:
+                k = int(fraction * p.numel())
+                if k:
+                    threshold = p.abs().flatten().kthvalue(k).values
+                    p.masked_fill_(p.abs() <= threshold, 0.0)
+    return pruned
