@@ -240,7 +240,7 @@ def _read_config(src: ModelSource, trust_remote_code: bool) -> Any:
         raise ModelLoadError(f"{src.name} asks to run custom code from its repository (auto_map in config.json); "
                              "pass --trust-remote-code only if you trust its author")
     try:
-        return AutoConfig.from_pretrained(str(src.config_path.parent), trust_remote_code=trust_remote_code,
+        return AutoConfig.from_pretrained(str(src.config_path), trust_remote_code=trust_remote_code,
                                           local_files_only=True)
     except Exception as exc:  # transformers raises ValueError/KeyError/OSError for unknown configs
         raise ModelLoadError(f"cannot read config of {src.name}: {_first_line(exc)}") from None
