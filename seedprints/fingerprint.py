@@ -77,14 +77,14 @@ class Fingerprint:
         """Keep only the columns with the lowest means: a ratio of D, an absolute count, or 'all'."""
         if keep == "all" or keep == 1.0:
             return self
-        from .stats import identity_dims, resolve_k
+        from .stats import column_positions, identity_dims, resolve_k
 
         k = resolve_k(keep, self.d)
         if k >= len(self.columns):
             return self
         wanted = identity_dims(self.column_means, k)
-        pos = np.searchsorted(self.columns, wanted)
-        if not np.array_equal(self.columns[np.minimum(pos, len(self.columns) - 1)], wanted):
+        pos = column_positions(self.columns, wanted)
+        if pos is None:
             raise IncompatibleFingerprintsError(f"fingerprint of {self.name} lacks columns needed for keep={keep}")
         return dataclasses.replace(self, features=np.ascontiguousarray(self.features[:, pos]), columns=wanted)
 

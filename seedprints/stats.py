@@ -52,14 +52,24 @@ class _View:
 
     def take(self, cols: np.ndarray) -> np.ndarray:
         """Values of the given global columns, [N, len(cols)]; error if not stored."""
-        pos = np.searchsorted(self.columns, cols)
-        ok = (pos < len(self.columns)) & (self.columns[np.minimum(pos, len(self.columns) - 1)] == cols)
-        if not np.all(ok):
+        pos = column_positions(self.columns, cols)
+        if pos is None:
             raise IncompatibleFingerprintsError(
-                f"fingerprint of {self.name!r} does not store all columns this test needs "
-                f"({int((~ok).sum())} missing): lower k, use coset mode, or re-fingerprint it with keep='all'"
+                f"fingerprint of {self.name!r} does not store all columns this test needs: "
+                "lower k, use coset mode, or re-fingerprint it with keep='all'"
             )
         return self.features[:, pos]
+
+
+def column_positions(stored: np.ndarray, wanted: np.ndarray) -> np.ndarray | None:
+    """Positions of ``wanted`` column ids inside the sorted ``stored`` ids, or None if any is missing."""
+    if len(wanted) == 0:
+        return np.empty(0, dtype=np.int64)
+    if len(stored) == 0:
+        return None
+    pos = np.searchsorted(stored, wanted)
+    ok = (pos < len(stored)) & (stored[np.minimum(pos, len(stored) - 1)] == wanted)
+    return pos if bool(np.all(ok)) else None
 
 
 def _view(x: Any, default_name: str) -> _View:
@@ -210,8 +220,8 @@ def _inconclusive(reason: str, *, n: int, mode: str, method: str, k_requested: i
 
 # ---------------------------------------------------------------------------- the test
 def seedprints_test(
-    reference: Any,
-    suspect: Any,
+    reference: np.ndarray | FeatureSource,
+    suspect: np.ndarray | FeatureSource,
     *,
     k: float | int = DEFAULT_K,
     mode: Mode = "coset",
