@@ -41,8 +41,8 @@ def check_probe_fits(loaded: LoadedModel, spec: ProbeSpec) -> None:
 
 
 def default_batch_size(spec: ProbeSpec, device: torch.device) -> int:
-    """Samples per forward pass: about 8k tokens on CPU, 32k on GPU, at least 1."""
-    budget = 32768 if device.type in ("cuda", "mps") else 8192
+    """Samples per forward pass: about 2k tokens on CPU (measured best, bench/perf.py), 32k on GPU, at least 1."""
+    budget = 32768 if device.type in ("cuda", "mps") else 2048
     return max(1, min(spec.n_samples, budget // spec.seq_len))
 
 

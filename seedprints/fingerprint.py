@@ -41,6 +41,8 @@ class Fingerprint:
     model: ModelFacts
     tool_version: str = __version__
     created_at: str = ""
+    #: content hash checked when the fingerprint was read from a file (None for fingerprints made in memory)
+    verified_hash: str | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def from_features(cls, spec: ProbeSpec, features: np.ndarray, model: ModelFacts) -> Fingerprint:
@@ -86,11 +88,12 @@ class Fingerprint:
         pos = column_positions(self.columns, wanted)
         if pos is None:
             raise IncompatibleFingerprintsError(f"fingerprint of {self.name} lacks columns needed for keep={keep}")
-        return dataclasses.replace(self, features=np.ascontiguousarray(self.features[:, pos]), columns=wanted)
+        return dataclasses.replace(self, features=np.ascontiguousarray(self.features[:, pos]), columns=wanted,
+                                   verified_hash=None)
 
     def with_name(self, name: str) -> Fingerprint:
         """Same fingerprint under another model name."""
-        return dataclasses.replace(self, model=dataclasses.replace(self.model, name=name))
+        return dataclasses.replace(self, model=dataclasses.replace(self.model, name=name), verified_hash=None)
 
     # ------------------------------------------------------------------ files
     def metadata(self) -> dict[str, Any]:
@@ -219,7 +222,8 @@ def fingerprint_from_bytes(data: bytes, label: str = "fingerprint") -> Fingerpri
             or feats.shape[0] != spec.n_samples or (len(cols) and (cols.min() < 0 or cols.max() >= len(means))) \
             or np.any(np.diff(cols) <= 0) or spec.id != meta.get("probe_id"):
         raise FingerprintFileError(f"{bad}: its tensors are inconsistent with its metadata")
-    return Fingerprint(spec, feats, cols, means, facts, str(meta.get("tool_version", "")), str(meta.get("created_at", "")))
+    return Fingerprint(spec, feats, cols, means, facts, str(meta.get("tool_version", "")), str(meta.get("created_at", "")),
+                       verified_hash=str(meta["content_sha256"]))
 
 
 def _now() -> str:

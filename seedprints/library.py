@@ -161,7 +161,7 @@ class Library:
             fp = load_fingerprint(self.root / ref.file)
         except FingerprintFileError as exc:
             raise LibraryError(f"reference {ref.name!r}: {exc}") from None
-        if fp.content_hash != ref.content_sha256:
+        if fp.verified_hash != ref.content_sha256:
             raise LibraryError(f"reference {ref.name!r}: its file does not match the index (hash differs); "
                                "remove and re-add it")
         return fp.with_name(ref.name)
@@ -326,7 +326,7 @@ def read_library_archive(path: str | os.PathLike[str]) -> list[tuple[Reference, 
                 fp = fingerprint_from_bytes(data, f"{p.name}:{ref.file}")
             except FingerprintFileError as exc:
                 raise LibraryError(str(exc)) from None
-            if (fp.content_hash != ref.content_sha256 or fp.spec.id != ref.probe_id
+            if (fp.verified_hash != ref.content_sha256 or fp.spec.id != ref.probe_id
                     or fp.model.weights_hash != ref.weights_hash or fp.d != ref.hidden_size):
                 raise LibraryError(f"{p.name}: manifest entry {ref.name!r} does not match its fingerprint file "
                                    "(forged or edited index): refused")

@@ -51,14 +51,16 @@ class _View:
         return int(self.column_means.shape[0])
 
     def take(self, cols: np.ndarray) -> np.ndarray:
-        """Values of the given global columns, [N, len(cols)]; error if not stored."""
+        """Values of the given global columns as float64, [N, len(cols)]; error if not stored or not finite."""
         pos = column_positions(self.columns, cols)
         if pos is None:
             raise IncompatibleFingerprintsError(
                 f"fingerprint of {self.name!r} does not store all columns this test needs: "
                 "lower k, use coset mode, or re-fingerprint it with keep='all'"
             )
-        return self.features[:, pos]
+        out = self.features[:, pos].astype(np.float64)
+        _check_finite(out, self.name)
+        return out
 
 
 def column_positions(stored: np.ndarray, wanted: np.ndarray) -> np.ndarray | None:
@@ -73,19 +75,22 @@ def column_positions(stored: np.ndarray, wanted: np.ndarray) -> np.ndarray | Non
 
 
 def _view(x: Any, default_name: str) -> _View:
+    """Wrap an array or fingerprint without copying its features; non-finite values show in the column means."""
     if isinstance(x, np.ndarray) or not hasattr(x, "column_means"):
         arr = np.asarray(x)
         if arr.ndim != 2:
             raise SeedPrintsError(f"features of {default_name!r} must be a 2-D [N, D] matrix, got shape {arr.shape}")
-        arr64 = arr.astype(np.float64, copy=False)
-        _check_finite(arr64, default_name)
-        return _View(arr64, np.arange(arr.shape[1]), arr64.mean(axis=0), default_name)
-    name = getattr(x, "name", None) or default_name
-    feats = np.asarray(x.features, dtype=np.float64)
-    _check_finite(feats, name)
-    cols = np.asarray(x.columns, dtype=np.int64)
-    order = np.argsort(cols)
-    return _View(feats[:, order], cols[order], np.asarray(x.column_means, dtype=np.float64), name)
+        view = _View(arr, np.arange(arr.shape[1]), arr.mean(axis=0, dtype=np.float64), default_name)
+    else:
+        cols = np.asarray(x.columns, dtype=np.int64)
+        feats = np.asarray(x.features)
+        if len(cols) > 1 and not bool(np.all(cols[1:] > cols[:-1])):
+            order = np.argsort(cols)
+            cols, feats = cols[order], feats[:, order]
+        view = _View(feats, cols, np.asarray(x.column_means, dtype=np.float64), getattr(x, "name", None) or default_name)
+    with np.errstate(all="ignore"):
+        _check_finite(view.column_means, view.name)
+    return view
 
 
 def _check_finite(a: np.ndarray, name: str) -> None:
