@@ -13,7 +13,8 @@ from .extract import CancelToken, ProgressCallback, extract_features
 from .fingerprint import Fingerprint
 from .loading import LoadedModel, load_model, resolve_source, source_weights_hash, wrap_model
 from .probes import ProbeSpec
-from .stats import SeedPrintsResult, seedprints_test
+from .stats import SeedPrintsResult
+from .verdict import run_test
 
 ModelLike = str | os.PathLike[str] | LoadedModel | torch.nn.Module
 
@@ -72,8 +73,8 @@ def fingerprint_model(
     return fp
 
 
-def compare(reference: Fingerprint, suspect: Fingerprint, **test_kwargs: Any) -> SeedPrintsResult:
-    """Test two fingerprints made with the same probe (keywords go to seedprints_test)."""
+def compare(reference: Fingerprint, suspect: Fingerprint, test: str = "calibrated", **test_kwargs: Any) -> SeedPrintsResult:
+    """Test two fingerprints made with the same probe: the calibrated test by default, or test='paper'."""
     if reference.spec.id != suspect.spec.id:
         raise IncompatibleFingerprintsError(
             f"{reference.name} was fingerprinted with probe {reference.spec.id} and {suspect.name} with "
@@ -84,4 +85,4 @@ def compare(reference: Fingerprint, suspect: Fingerprint, **test_kwargs: Any) ->
             f"{reference.name} has hidden size {reference.d} and {suspect.name} {suspect.d}: "
             "models of different width cannot share an init"
         )
-    return seedprints_test(reference, suspect, **test_kwargs)
+    return run_test(reference, suspect, test, **test_kwargs)

@@ -47,12 +47,17 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def _test_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("test")
+    g.add_argument("--test", choices=["calibrated", "paper"], default="calibrated",
+                   help="calibrated (default): re-pairing null, holds its level for unrelated trained models; "
+                        "paper: the published test exactly (its analytical null can over-state evidence)")
     g.add_argument("--k", type=float, default=0.10, help="identity dimensions: ratio of D (<1) or a count (default 0.10)")
-    g.add_argument("--mode", choices=["coset", "base"], default="coset")
-    g.add_argument("--null", choices=["analytical", "simplified", "full_pipeline"], default="analytical")
-    g.add_argument("--null-test", choices=["ttest", "mannwhitney"], default="ttest")
-    g.add_argument("--agg", action="store_true", help="add the aggregate-tau signal (Bonferroni x2)")
     g.add_argument("--alpha", type=float, default=0.01, help="significance level (default 0.01)")
+    g.add_argument("--permutations", type=int, default=2000, help="calibrated test: random re-pairings (default 2000)")
+    g.add_argument("--mode", choices=["coset", "base"], default="coset", help="paper test only")
+    g.add_argument("--null", choices=["analytical", "simplified", "full_pipeline"], default="analytical",
+                   help="paper test only")
+    g.add_argument("--null-test", choices=["ttest", "mannwhitney"], default="ttest", help="paper test only")
+    g.add_argument("--agg", action="store_true", help="paper test only: add the aggregate-tau signal (Bonferroni x2)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,7 +184,9 @@ def _fingerprint(args: argparse.Namespace, target: str, spec: ProbeSpec, name: s
 
 def _test_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     k: float | int = int(args.k) if args.k >= 1 else args.k
-    return {"k": k, "mode": args.mode, "null": args.null, "null_test": args.null_test, "agg": args.agg}
+    if args.test == "calibrated":
+        return {"test": "calibrated", "k": k, "n_permutations": args.permutations}
+    return {"test": "paper", "k": k, "mode": args.mode, "null": args.null, "null_test": args.null_test, "agg": args.agg}
 
 
 def _library(args: argparse.Namespace, create: bool = True) -> Library:
@@ -211,7 +218,8 @@ def _result_text(r: SeedPrintsResult, alpha: float) -> str:
     if r.inconclusive:
         return f"INCONCLUSIVE: {r.reason}"
     verdict = "same lineage" if r.significant(alpha) else "no evidence of shared lineage"
-    return (f"{verdict} at alpha={alpha:g}: mean tau = {r.statistic:.4f} over k = {r.k} columns (n = {r.n}), "
+    measure = "mean Spearman rho" if r.method.startswith("calibrated") else "mean Kendall tau"
+    return (f"{verdict} at alpha={alpha:g}: {measure} = {r.statistic:.4f} over k = {r.k} columns (n = {r.n}), "
             f"z = {r.z:.2f}, p = {_fmt_p(r.log10_pvalue)} (log10 p = {r.log10_pvalue:.2f}), {r.method}, {r.mode} mode")
 
 
@@ -221,11 +229,11 @@ def _scan_text(rep: ScanReport) -> str:
              str(r.result.k), "inconclusive" if r.result.inconclusive else ("yes" if r.significant else "no")]
             for i, r in enumerate(rep.rows)]
     out = [f"suspect: {rep.suspect}   probe: {rep.probe_id}   alpha: {rep.alpha:g} (Holm-corrected)", "",
-           _table(["#", "reference", "family", "seed", "mean tau", "z", "log10 p", "log10 p (Holm)", "k", "significant"], rows)]
+           _table(["#", "reference", "family", "seed", "statistic", "z", "log10 p", "log10 p (Holm)", "k", "significant"], rows)]
     if rep.skipped:
         out += ["", "skipped:"] + [f"  {n}: {why}" for n, why in rep.skipped]
     out += ["", f"VERDICT: {rep.verdict.label}", rep.verdict.reason]
-    if rep.test.get("null") == "analytical":
+    if rep.test.get("test") == "paper" and rep.test.get("null") == "analytical":
         out += ["", "note: paper-mode analytical p-values assume independent columns; METHOD.md shows they can "
                 "over-state the evidence between unrelated models, so treat borderline matches (|log10 p| < 10) "
                 "with care."]

@@ -9,6 +9,7 @@ kept column between the two models, and the mean tau is tested against a null.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Literal, Protocol
 
@@ -392,3 +393,104 @@ def holm_log10(log10_pvalues: np.ndarray) -> np.ndarray:
     out = np.empty(m)
     out[order] = adj_sorted
     return out
+
+
+# ---------------------------------------------------------------------------- calibrated test (re-pairing null)
+DEFAULT_PERMUTATIONS = 2000
+
+
+def centered_ranks(x: np.ndarray) -> np.ndarray:
+    """Column ranks (ties averaged), centred and scaled to unit norm so that dot products are Spearman rho."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, axis=0)
+    r = np.empty_like(x)
+    np.put_along_axis(r, order, np.arange(1, x.shape[0] + 1, dtype=np.float64)[:, None], axis=0)
+    tied = np.any(np.diff(np.take_along_axis(x, order, axis=0), axis=0) == 0, axis=0)
+    if np.any(tied):  # average ranks where a column has ties
+        r[:, tied] = sps.rankdata(x[:, tied], axis=0)
+    r -= r.mean(axis=0)
+    norm = np.linalg.norm(r, axis=0)
+    np.divide(r, norm, out=r, where=norm > 0)
+    r[:, norm == 0] = 0.0
+    return r
+
+
+@functools.lru_cache(maxsize=8)
+def repairing_draws(d: int, k: int, n_permutations: int, seed: int) -> np.ndarray:
+    """[R, k] random injective maps of k positions into 0..d-1 (the first k entries of R random permutations)."""
+    rng = np.random.default_rng([seed, d, k])
+    draws = np.argsort(rng.random((n_permutations, d)), axis=1)[:, :k]
+    draws.setflags(write=False)
+    return draws
+
+
+class SuspectRanks:
+    """A suspect's full feature matrix, ranked once and reused against every reference of a scan."""
+
+    def __init__(self, suspect: Any) -> None:
+        view = _view(suspect, "suspect")
+        if len(view.columns) != view.d:
+            raise IncompatibleFingerprintsError(
+                f"the calibrated test needs all {view.d} feature columns of the suspect {view.name!r}, "
+                f"but its fingerprint stores {len(view.columns)}: re-fingerprint it with keep='all'"
+            )
+        full = view.take(view.columns)
+        self.name = view.name
+        self.column_means = view.column_means
+        self.n, self.d = full.shape
+        self.ranks = centered_ranks(full)
+
+
+def calibrated_test(
+    reference: np.ndarray | FeatureSource,
+    suspect: np.ndarray | FeatureSource | SuspectRanks,
+    *,
+    k: float | int = DEFAULT_K,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
+    seed: int = 0,
+) -> SeedPrintsResult:
+    """SeedPrints test with a re-pairing null: calibrated for any pair of independently seeded models.
+
+    Statistic: mean Spearman rho between the reference's k identity dimensions and the same
+    dimensions of the suspect.  Null: the same mean after mapping those dimensions to random
+    other dimensions of the suspect.  Independent inits make hidden dimensions exchangeable
+    (the init is permutation-invariant and training is permutation-equivariant), so the
+    aligned pairing is one draw from this null unless the two models share their init.
+    z = (T - mean_null) / sd_null; p = sf(z), one-sided; the Monte-Carlo p is in details.
+    """
+    ref = _view(reference, "reference")
+    sus = suspect if isinstance(suspect, SuspectRanks) else SuspectRanks(suspect)
+    if ref.n != sus.n or ref.d != sus.d:
+        raise IncompatibleFingerprintsError(
+            f"{ref.name!r} is [{ref.n}, {ref.d}] and {sus.name!r} is [{sus.n}, {sus.d}]: "
+            "fingerprints must come from the same probe and hidden size"
+        )
+    if n_permutations < 100:
+        raise SeedPrintsError(f"n_permutations must be at least 100, got {n_permutations}")
+    k_abs = resolve_k(k, ref.d)
+    cols = identity_dims(ref.column_means, k_abs)
+    method = "calibrated-repairing"
+    if k_abs < 2 or k_abs >= ref.d:
+        return _inconclusive("the calibrated test needs 2 <= k < D identity dimensions",
+                             n=ref.n, mode="base", method=method, k_requested=k_abs, columns=cols,
+                             taus=np.full(len(cols), np.nan))
+    a = centered_ranks(ref.take(cols))
+    m = a.T @ sus.ranks  # [k, D] Spearman rho of every identity dim of the reference with every suspect dim
+    aligned = m[np.arange(k_abs), cols]
+    draws = repairing_draws(ref.d, k_abs, n_permutations, seed)
+    null = m[np.arange(k_abs)[None, :], draws].mean(axis=1)
+    stat = float(aligned.mean())
+    sd = float(null.std(ddof=1))
+    mu = float(null.mean())
+    if sd == 0.0:
+        return _inconclusive("the suspect's dimensions do not vary across the probe; nothing to compare",
+                             n=ref.n, mode="base", method=method, k_requested=k_abs, columns=cols, taus=aligned)
+    z = (stat - mu) / sd
+    log10_p = log10_bounded_p(log10_sf_normal(z))
+    mc_p = (1 + int((null >= stat).sum())) / (n_permutations + 1)
+    return SeedPrintsResult(
+        statistic=stat, pvalue=p_from_log10(log10_p), log10_pvalue=log10_p, z=float(z), k=k_abs, n=ref.n,
+        mode="base", method=method, taus=aligned, columns=cols, k_requested=k_abs,
+        details={"null_mean": mu, "null_sd": sd, "n_permutations": n_permutations, "monte_carlo_p": mc_p,
+                 "correlation": "spearman"},
+    )

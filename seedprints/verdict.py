@@ -10,10 +10,22 @@ from typing import Any, Literal
 import numpy as np
 
 from .fingerprint import Fingerprint
-from .stats import SeedPrintsResult, holm_log10, seedprints_test
+from .stats import SeedPrintsResult, SuspectRanks, calibrated_test, holm_log10, seedprints_test
 
 Label = Literal["MATCH", "AMBIGUOUS", "NO MATCH", "INCONCLUSIVE"]
+TestName = Literal["calibrated", "paper"]
 DEFAULT_ALPHA = 0.01
+DEFAULT_TEST: TestName = "calibrated"
+TESTS = ("calibrated", "paper")
+
+
+def run_test(reference: Any, suspect: Any, test: str = DEFAULT_TEST, **kwargs: Any) -> SeedPrintsResult:
+    """Dispatch to the calibrated test (default) or the paper's test (``test='paper'``)."""
+    if test == "calibrated":
+        return calibrated_test(reference, suspect, **kwargs)
+    if test == "paper":
+        return seedprints_test(reference, suspect, **kwargs)
+    raise ValueError(f"unknown test {test!r}: use 'calibrated' or 'paper'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,16 +110,22 @@ def scan(
     references: Iterable[tuple[Any, Fingerprint] | Fingerprint],
     *,
     alpha: float = DEFAULT_ALPHA,
+    test: TestName = DEFAULT_TEST,
     **test_kwargs: Any,
 ) -> ScanReport:
     """Test the suspect against every compatible reference and decide one verdict.
 
     references: fingerprints, or (info, fingerprint) pairs where info has name/family/seed
-    (a library :class:`~seedprints.library.Reference` works).  Extra keywords go to
-    :func:`~seedprints.stats.seedprints_test`.
+    (a library :class:`~seedprints.library.Reference` works).  ``test`` is 'calibrated'
+    (default, :func:`~seedprints.stats.calibrated_test`) or 'paper'
+    (:func:`~seedprints.stats.seedprints_test`); extra keywords go to that function.
     """
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    if test not in TESTS:
+        raise ValueError(f"unknown test {test!r}: use 'calibrated' or 'paper'")
+    # the calibrated test ranks the suspect's columns once for the whole scan
+    prepared: Any = SuspectRanks(suspect) if test == "calibrated" else suspect
     tested: list[tuple[RefInfo, SeedPrintsResult]] = []
     skipped: list[tuple[str, str]] = []
     for item in references:
@@ -118,7 +136,7 @@ def scan(
         if why:
             skipped.append((ref.name, why))
             continue
-        tested.append((ref, seedprints_test(fp, suspect, **test_kwargs)))
+        tested.append((ref, run_test(fp, prepared, test, **test_kwargs)))
     conclusive = [i for i, (_, r) in enumerate(tested) if not r.inconclusive]
     holm = np.zeros(len(tested))
     holm[conclusive] = holm_log10(np.array([tested[i][1].log10_pvalue for i in conclusive]))
@@ -126,10 +144,13 @@ def scan(
     rows = [ScanRow(ref, res, float(holm[i]), bool((not res.inconclusive) and holm[i] < log_alpha))
             for i, (ref, res) in enumerate(tested)]
     rows.sort(key=lambda r: (r.result.inconclusive, r.result.log10_pvalue, -r.result.z))
-    test = {"k": test_kwargs.get("k", 0.10), "mode": test_kwargs.get("mode", "coset"),
-            "null": test_kwargs.get("null", "analytical"), "agg": test_kwargs.get("agg", False),
-            "correction": "holm"}
-    return ScanReport(suspect.name, suspect.spec.id, alpha, test, rows, skipped, decide(rows, skipped, alpha))
+    params = {"test": test, "k": test_kwargs.get("k", 0.10), "correction": "holm"}
+    if test == "paper":
+        params.update(mode=test_kwargs.get("mode", "coset"), null=test_kwargs.get("null", "analytical"),
+                      agg=test_kwargs.get("agg", False))
+    else:
+        params.update(n_permutations=test_kwargs.get("n_permutations", 2000), mode="base")
+    return ScanReport(suspect.name, suspect.spec.id, alpha, params, rows, skipped, decide(rows, skipped, alpha))
 
 
 def decide(rows: list[ScanRow], skipped: list[tuple[str, str]], alpha: float = DEFAULT_ALPHA) -> Verdict:
