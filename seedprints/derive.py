@@ -35,15 +35,20 @@ def int8_dynamic(model: torch.nn.Module) -> torch.nn.Module:
     return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def quantize_weights(model: torch.nn.Module, bits: int = 8) -> torch.nn.Module:
-    """Round every 2-D weight to ``bits``-bit symmetric per-row integers and back (saveable fake quantization)."""
+def quantize_weights(model: torch.nn.Module, bits: int = 8, group_size: int | None = None) -> torch.nn.Module:
+    """Round every 2-D weight to ``bits``-bit symmetric integers and back (saveable fake quantization).
+
+    Scales are per row, or per group of ``group_size`` consecutive inputs (as 4-bit formats do).
+    """
     q = copy.deepcopy(model)
     levels = 2 ** (bits - 1) - 1
     with torch.no_grad():
         for p in q.parameters():
-            if p.dim() == 2:
-                scale = p.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / levels
-                p.copy_(torch.round(p / scale).clamp(-levels, levels) * scale)
+            if p.dim() != 2:
+                continue
+            w = p.reshape(p.shape[0], -1, group_size) if group_size and p.shape[1] % group_size == 0 else p[:, None, :]
+            scale = w.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / levels
+            p.copy_((torch.round(w / scale).clamp(-levels, levels) * scale).reshape(p.shape))
     return q
 
 
@@ -69,3 +74,14 @@ def magnitude_prune(model: torch.nn.Module, fraction: float = 0.3) -> torch.nn.M
                     threshold = p.abs().flatten().kthvalue(k).values
                     p.masked_fill_(p.abs() <= threshold, 0.0)
     return pruned
+
+
+def average_weights(a: torch.nn.Module, b: torch.nn.Module) -> torch.nn.Module:
+    """Uniform weight average of two models of identical architecture (a 'merge')."""
+    merged = copy.deepcopy(a)
+    sb = b.state_dict()
+    with torch.no_grad():
+        for name, p in merged.state_dict().items():
+            if p.is_floating_point():
+                p.copy_((p + sb[name]) / 2)
+    return merged
