@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from seedprints import Library, fingerprint_model, scan  # noqa: E402
+from seedprints import Library, scan  # noqa: E402
 from seedprints.extract import default_batch_size  # noqa: E402
 from seedprints.fingerprint import Fingerprint  # noqa: E402
 from seedprints.loading import ModelFacts, load_model  # noqa: E402

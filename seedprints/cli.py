@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections import Counter
@@ -20,7 +19,7 @@ from .library import Library
 from .paths import default_cache, default_library
 from .probes import PRESETS, ProbeSpec, preset
 from .stats import SeedPrintsResult
-from .verdict import ScanReport, scan
+from .verdict import ScanReport, format_p, scan
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -201,13 +200,6 @@ def _library_spec(lib: Library) -> ProbeSpec | None:
     return lib.load(next(r for r in refs if r.probe_id == probe_id)).spec
 
 
-def _fmt_p(log10_p: float) -> str:
-    if log10_p > -4:
-        return f"{10 ** log10_p:.3g}"
-    e = math.floor(log10_p)
-    return f"{10 ** (log10_p - e):.2f}e{e}"
-
-
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
@@ -220,7 +212,7 @@ def _result_text(r: SeedPrintsResult, alpha: float) -> str:
     verdict = "same lineage" if r.significant(alpha) else "no evidence of shared lineage"
     measure = "mean Spearman rho" if r.method.startswith("calibrated") else "mean Kendall tau"
     return (f"{verdict} at alpha={alpha:g}: {measure} = {r.statistic:.4f} over k = {r.k} columns (n = {r.n}), "
-            f"z = {r.z:.2f}, p = {_fmt_p(r.log10_pvalue)} (log10 p = {r.log10_pvalue:.2f}), {r.method}, {r.mode} mode")
+            f"z = {r.z:.2f}, p = {format_p(r.log10_pvalue)} (log10 p = {r.log10_pvalue:.2f}), {r.method}, {r.mode} mode")
 
 
 def _scan_text(rep: ScanReport) -> str:

@@ -14,6 +14,7 @@ import math
 from typing import Any, Literal, Protocol
 
 import numpy as np
+from scipy import special
 from scipy import stats as sps
 
 from .errors import ExtractionError, IncompatibleFingerprintsError, SeedPrintsError
@@ -307,11 +308,10 @@ def seedprints_test(
             details={"z_dim": float(z_dim), "tau_std": sigma1},
         )
 
-    rng = np.random.default_rng(null_seed)
     null_taus = (
-        simplified_null_taus(n, kk, n_null, temperature, rng)
+        _cached_simplified_null(n, kk, n_null, float(temperature), null_seed)
         if null == "simplified"
-        else full_pipeline_null_taus(n, d, k_abs, mode, n_null, temperature, rng)
+        else full_pipeline_null_taus(n, d, k_abs, mode, n_null, temperature, np.random.default_rng(null_seed))
     )
     if len(null_taus) < 2:
         return _inconclusive("the empirical null produced fewer than 2 usable taus; raise n_null",
@@ -335,6 +335,14 @@ def simplified_null_taus(n: int, k: int, n_pairs: int, temperature: float, rng: 
                         softmax_rows(rng.standard_normal((n, k)), temperature)) for _ in range(n_pairs)]
     taus = np.concatenate(out) if out else np.empty(0)
     return taus[np.isfinite(taus)]
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_simplified_null(n: int, k: int, n_pairs: int, temperature: float, seed: int) -> np.ndarray:
+    """The simplified null depends only on its arguments: build it once per scan, not per reference."""
+    taus = simplified_null_taus(n, k, n_pairs, temperature, np.random.default_rng(seed))
+    taus.setflags(write=False)
+    return taus
 
 
 def full_pipeline_null_taus(n: int, d: int, k: int, mode: Mode, n_pairs: int, temperature: float,
@@ -361,7 +369,21 @@ def _welch_greater(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         return (math.copysign(math.inf, diff) if diff else 0.0), (-math.inf if diff > 0 else 0.0 if diff < 0 else math.log10(0.5))
     t = float((x.mean() - y.mean()) / se)
     df = (vx + vy) ** 2 / (vx**2 / (nx - 1) + vy**2 / (ny - 1)) if (vx > 0 or vy > 0) else nx + ny - 2
-    return t, log10_bounded_p(float(sps.t.logsf(t, df)) / LN10)
+    return t, log10_bounded_p(log_t_sf(t, df) / LN10)
+
+
+def log_t_sf(t: float, df: float) -> float:
+    """Natural log of Student's t survival function, with a tail expansion where scipy underflows.
+
+    For large t, sf = I_x(df/2, 1/2) / 2 with x = df / (df + t^2), and
+    log I_x(a, b) = a log x + b log(1 - x) - log a - log B(a, b) + O(x).
+    """
+    value = float(sps.t.logsf(t, df))
+    if math.isfinite(value) or t <= 0:
+        return value
+    a, b = df / 2.0, 0.5
+    x = df / (df + t * t)
+    return (a * math.log(x) + b * math.log1p(-x) - math.log(a) - float(special.betaln(a, b)) - math.log(2.0))
 
 
 def _mannwhitney_greater(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -98,7 +98,10 @@ def skip_reason(suspect: Fingerprint, ref: Fingerprint) -> str | None:
     return None
 
 
-def _fmt_p(log10_p: float) -> str:
+def format_p(log10_p: float) -> str:
+    """A p-value given by its log10 for people: 0.0123, 4.0e-1256, or 0 when it underflows even in log space."""
+    if not math.isfinite(log10_p):
+        return "0" if log10_p < 0 else "1"
     if log10_p > -4:
         return f"{10 ** log10_p:.3g}"
     exp = math.floor(log10_p)
@@ -173,7 +176,7 @@ def decide(rows: list[ScanRow], skipped: list[tuple[str, str]], alpha: float = D
         best = usable[0]
         return Verdict("NO MATCH", (
             f"None of the {len(usable)} reference models shows a link to the suspect stronger than chance "
-            f"(the closest, {best.reference.name}, has p = {_fmt_p(best.log10_p_holm)} after correcting for "
+            f"(the closest, {best.reference.name}, has p = {format_p(best.log10_p_holm)} after correcting for "
             f"{len(usable)} comparisons, above the {alpha:g} threshold), so the suspect does not appear to "
             f"come from any seed in this library{caveat}."))
     lineages = {(r.reference.family, r.reference.seed) for r in hits}
@@ -184,7 +187,7 @@ def decide(rows: list[ScanRow], skipped: list[tuple[str, str]], alpha: float = D
         fam = f" of the {top.reference.family} family" if top.reference.family else ""
         return Verdict("MATCH", (
             f"The suspect shares its training seed with {top.reference.name} ({seed_txt}{fam}): "
-            f"unrelated models would agree this strongly with a chance of only {_fmt_p(top.log10_p_holm)} "
+            f"unrelated models would agree this strongly with a chance of only {format_p(top.log10_p_holm)} "
             f"(z = {top.result.z:.1f}){caveat}."), top.reference.name, top.reference.family, top.reference.seed)
     names = ", ".join(f"{r.reference.name} ({r.reference.lineage})" for r in hits[:4])
     return Verdict("AMBIGUOUS", (

@@ -66,7 +66,7 @@ class ZooConfig:
 
 FULL = ZooConfig("full")
 MINI = ZooConfig("mini", archs=("llama",), seeds=(0, 1, 2), hidden=128, layers=2, vocab=512, seq_len=32,
-                 pretrain_steps=150, cpt_steps=0, ft_steps=30, lora_steps=0, derivatives=("ft", "int8"),
+                 pretrain_steps=300, pretrain_lr=2e-3, cpt_steps=0, ft_steps=30, lora_steps=0, derivatives=("ft", "int8"),
                  corpus_words=60_000)
 
 

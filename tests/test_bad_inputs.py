@@ -7,9 +7,7 @@ whole file runs in seconds on a CPU.
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import zipfile
 from pathlib import Path
 

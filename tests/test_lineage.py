@@ -6,7 +6,6 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 from seedprints import FingerprintCache, compare, fingerprint_model, scan
 from seedprints.derive import fine_tune, int8_dynamic, weight_noise

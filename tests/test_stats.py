@@ -166,3 +166,27 @@ def test_holm_matches_textbook():
         running = max(running, min(1.0, (m - rank) * p[i]))
         expected[i] = running
     np.testing.assert_allclose(10 ** holm_log10(np.log10(p)), expected, rtol=1e-12)
+
+
+def test_t_tail_stays_finite_where_scipy_underflows():
+    from seedprints.stats import log_t_sf
+
+    for df in (5.0, 50.0, 500.0):
+        for t in (3.0, 10.0, 30.0):  # where scipy is finite, the function is scipy's
+            assert log_t_sf(t, df) == pytest.approx(float(sps.t.logsf(t, df)), rel=1e-12)
+        # far tail: finite, monotone, and continuous with scipy's last finite values
+        assert math.isfinite(log_t_sf(1e4, df)) and log_t_sf(2e4, df) < log_t_sf(1e4, df)
+    t_edge = 60.0
+    assert math.isfinite(float(sps.t.logsf(t_edge, 500.0)))
+    from scipy import special
+
+    a, x = 250.0, 500.0 / (500.0 + t_edge**2)
+    approx = a * math.log(x) + 0.5 * math.log1p(-x) - math.log(a) - special.betaln(a, 0.5) - math.log(2)
+    assert approx == pytest.approx(float(sps.t.logsf(t_edge, 500.0)), rel=1e-3)
+
+
+def test_empirical_null_extreme_match_has_finite_log_p():
+    rng = np.random.default_rng(8)
+    A = rng.standard_normal((400, 40)) - np.linspace(0, 2, 40)
+    r = seedprints_test(A, A.copy(), k=10, mode="base", null="simplified", n_null=10)
+    assert math.isfinite(r.log10_pvalue) and r.log10_pvalue < -50

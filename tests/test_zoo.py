@@ -1,0 +1,176 @@
+"""The seed zoo: deterministic builds, lineage decisions on real trained models, and the accuracy benchmark.
+
+Builds the MINI zoo (3 llama seeds: init, pretrain, ft, int8) once per module into a temporary
+folder.  Torch runs single-threaded inside this module: with another job on the same cores,
+oversubscribed threads slow these small models down more than tenfold (weights are unchanged).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seedprints.audit import fingerprint_model
+from seedprints.cache import FingerprintCache
+from seedprints.probes import ProbeSpec
+from seedprints.stats import calibrated_test
+from seedprints.verdict import RefInfo, scan
+from seedprints.zoo import MINI, build_zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_accuracy", ROOT / "bench" / "accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_accuracy"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+accuracy = _load_bench()
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory, single_thread):
+    t0 = time.perf_counter()
+    z = build_zoo(MINI, root=tmp_path_factory.mktemp("zoo-a"))
+    z.build_seconds = time.perf_counter() - t0
+    return z
+
+
+@pytest.fixture(scope="module")
+def fps(zoo, tmp_path_factory):
+    """Token-probe fingerprints (N=300, L=16) of seed 1's ft and int8 and of every seed's pretrain."""
+    spec = ProbeSpec(kind="token", n_samples=300, seq_len=16, vocab_range=MINI.vocab)
+    cache = FingerprintCache(tmp_path_factory.mktemp("fp-cache"))
+    wanted = [(s, "pretrain") for s in MINI.seeds] + [(1, "ft"), (1, "int8")]
+    return {(seed, stage): fingerprint_model(zoo.get("llama", seed, stage).path, spec, cache=cache, device="cpu",
+                                             name=f"llama/seed{seed}/{stage}")
+            for seed, stage in wanted}
+
+
+# ---------------------------------------------------------------------------- the zoo itself
+def test_zoo_layout_and_manifest(zoo):
+    assert [m.key for m in zoo.models if m.seed == 0] == ["llama/seed0/init", "llama/seed0/pretrain",
+                                                           "llama/seed0/ft", "llama/seed0/int8"]
+    assert len(zoo.models) == 12 and all((m.path / "config.json").is_file() for m in zoo.models)
+    units = zoo.manifest["units"]
+    assert set(units) == {"llama/seed0", "llama/seed1", "llama/seed2"}
+    for unit in units.values():
+        assert set(unit["hashes"]) == {"init", "pretrain", "ft", "int8"}
+        val = unit["curves"]["pretrain"]["val"]
+        assert all(math.isfinite(v) for v in val) and val[-1] < val[0] - 1.0  # pretraining learned something
+    hashes = [h for unit in units.values() for h in unit["hashes"].values()]
+    assert len(set(hashes)) == len(hashes)  # every checkpoint is distinct
+    assert zoo.get("llama", 1, "ft").same_lineage(zoo.get("llama", 1, "init"))
+    assert not zoo.get("llama", 1, "ft").same_lineage(zoo.get("llama", 2, "ft"))
+
+
+def test_build_is_deterministic_and_reused(zoo, tmp_path_factory):
+    # a second, independent build of the data and of seed 1 (a unit does not depend on the other seeds)
+    other = build_zoo(dataclasses.replace(MINI, seeds=(1,)), root=tmp_path_factory.mktemp("zoo-b"))
+    assert other.manifest["corpora"] == zoo.manifest["corpora"]  # texts, tokenizer, token counts
+    assert other.manifest["units"]["llama/seed1"]["hashes"] == zoo.manifest["units"]["llama/seed1"]["hashes"]
+    assert other.manifest["units"]["llama/seed1"]["curves"] == zoo.manifest["units"]["llama/seed1"]["curves"]
+    # building again into the same folder reuses every unit
+    t0 = time.perf_counter()
+    again = build_zoo(MINI, root=zoo.root)
+    assert time.perf_counter() - t0 < 0.5 * max(zoo.build_seconds, 2.0)
+    assert again.manifest["units"] == zoo.manifest["units"]
+
+
+# ---------------------------------------------------------------------------- decisions on zoo models
+@pytest.mark.parametrize("stage", ["ft", "int8"])
+def test_calibrated_detects_derivatives(fps, stage):
+    res = calibrated_test(fps[(1, "pretrain")], fps[(1, stage)])
+    assert res.pvalue < 0.01, (stage, res.z)
+
+
+@pytest.mark.parametrize("ref_seed,sus_seed", [(0, 1), (1, 0), (0, 2), (2, 0)])
+def test_calibrated_unrelated_pretrains(fps, ref_seed, sus_seed):
+    res = calibrated_test(fps[(ref_seed, "pretrain")], fps[(sus_seed, "pretrain")])
+    assert not res.inconclusive
+    assert res.pvalue >= 0.01, (ref_seed, sus_seed, res.z)
+
+
+def test_scan_identifies_seed(fps):
+    library = [(RefInfo(f"llama/seed{s}/pretrain", "llama", s), fps[(s, "pretrain")]) for s in MINI.seeds]
+    report = scan(fps[(1, "ft")], library, test="calibrated")
+    assert report.verdict.label == "MATCH"
+    assert report.verdict.seed == 1 and report.verdict.family == "llama"
+    open_set = scan(fps[(1, "ft")], [x for x in library if x[0].seed != 1], test="calibrated")
+    assert open_set.verdict.label == "NO MATCH"
+
+
+# ---------------------------------------------------------------------------- the accuracy benchmark
+def test_metric_helpers():
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(1, 1, 40), np.concatenate([rng.normal(0, 1, 57), [0.5, 0.5]])
+    pos[:3] = 0.5  # ties count one half
+    brute = np.mean([(p > q) + 0.5 * (p == q) for p in pos for q in neg])
+    assert accuracy.auc_mann_whitney(pos, neg) == pytest.approx(brute)
+    assert accuracy.auc_mann_whitney(np.array([np.inf, 3.0]), np.array([0.0, 1.0])) == 1.0
+    neg = np.arange(200, dtype=float)  # threshold: the 198th smallest (197.0); 2 negatives above it
+    tpr, thr, realised = accuracy.tpr_at_fpr(np.array([197.0, 198.5, 300.0, 1.0]), neg, 0.01)
+    assert (tpr, thr, realised) == (0.5, 197.0, 0.01)
+    lo, hi = accuracy.clopper_pearson(0, 48)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 48))
+    lo, hi = accuracy.clopper_pearson(5, 10)
+    assert lo == pytest.approx(0.187086, abs=1e-5) and hi == pytest.approx(0.812914, abs=1e-5)
+
+
+def test_labelled_pairs(zoo):
+    pairs = accuracy.labelled_pairs(zoo)
+    pos = [p for p in pairs if p.positive]
+    neg = [p for p in pairs if not p.positive]
+    assert len(pos) == 9 and sorted({p.kind for p in pos}) == ["ft", "init", "int8"]
+    assert all(p.reference.stage == "pretrain" and p.reference.seed == p.suspect.seed for p in pos)
+    # references: init and pretrain of 3 seeds; suspects: the 8 models of the 2 other seeds
+    assert len(neg) == 6 * 8 and all(p.reference.seed != p.suspect.seed for p in neg)
+    counts = {c: sum(p.kind == c for p in neg) for c in {p.kind for p in neg}}
+    assert counts == {"init-init": 6, "pretrain-pretrain": 6, "init-vs-other-pretrain": 6,
+                      "pretrain-vs-other-init": 6, "derivative-vs-other-pretrain": 12, "derivative-vs-other-init": 12}
+
+
+def test_accuracy_evaluate_quick(zoo, tmp_path):
+    t0 = time.perf_counter()
+    report = accuracy.evaluate(zoo, {"quick": (200, 16)}, cache_dir=tmp_path / "fp")
+    assert time.perf_counter() - t0 < 60
+    rows = {(r["test"], r["probe"]): r for r in report["results"]}
+    assert set(rows) == {(t, p) for t in accuracy.TESTS for p in accuracy.PROBE_KINDS}
+    for r in rows.values():
+        assert r["n_pos"] == 6 and r["n_neg"] == 48 and len(r["pairs"]) == 57
+        assert math.isfinite(r["auc"]) and 0.0 <= r["auc"] <= 1.0
+        assert math.isfinite(r["tpr_at_1pct_fpr"])
+        lo, hi = r["fpr_at_alpha"]["ci95"]
+        assert 0.0 <= lo <= r["fpr_at_alpha"]["rate"] <= hi <= 1.0
+        assert r["tokens_per_decision"] == 200 * 16 and r["seconds_per_decision"] > 0
+        assert r["seed_id"]["top1"]["n"] == 6 and r["seed_id"]["open_set_no_match"]["n"] == 6
+        assert set(r["detection"]) == {"init", "ft", "int8"}
+    ext = report["extraction"]["token/quick"]
+    assert ext["models"] == 12 and ext["tokens_total"] == 12 * 200 * 16 and ext["from_cache"] == 0
+    md = accuracy.markdown(report)
+    assert "| calibrated | embedding | quick" in md and "open-set NO MATCH" in md
+    # a rerun is served from the cache and still reports the extraction cost
+    again = accuracy.evaluate(zoo, {"quick": (200, 16)}, cache_dir=tmp_path / "fp", tests=("calibrated",))
+    ext2 = again["extraction"]["token/quick"]
+    assert ext2["from_cache"] == 12 and ext2["extract_seconds_total"] == pytest.approx(ext["extract_seconds_total"],
+                                                                                        abs=1e-3)
+    assert again["results"][0]["auc"] == rows[("calibrated", "token")]["auc"]
