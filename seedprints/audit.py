@@ -38,34 +38,30 @@ def fingerprint_model(
     With a cache, a checkpoint whose (weights hash, probe id) was seen before is neither
     loaded nor run again.
     """
-    weights_hash = None
+    loaded: LoadedModel | None = None
     if isinstance(model, (str, os.PathLike)):
         src = resolve_source(model, config)
-        weights_hash = source_weights_hash(src)
+        weights_hash = source_weights_hash(src)  # None for a Hub id until it is downloaded
         label = name or src.name
-    elif isinstance(model, LoadedModel):
-        weights_hash, label = model.facts.weights_hash, name or model.name
     else:
-        label = name or type(model).__name__
-    if cache is not None and weights_hash is not None:
-        hit = cache.get(weights_hash, spec.id)
-        if hit is not None:
-            if progress:
-                progress(spec.n_samples, spec.n_samples)
-            return hit.with_name(label)
-    if isinstance(model, (str, os.PathLike)):
-        loaded = load_model(model, config=config, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-                            name=label)
-    elif isinstance(model, LoadedModel):
-        loaded = model
-    else:
-        loaded = wrap_model(model, label)
-        if cache is not None:  # in-memory models are keyed by a hash of their tensors
-            hit = cache.get(loaded.facts.weights_hash, spec.id)
-            if hit is not None:
-                if progress:
-                    progress(spec.n_samples, spec.n_samples)
-                return hit.with_name(label)
+        loaded = model if isinstance(model, LoadedModel) else wrap_model(model, name or type(model).__name__)
+        weights_hash, label = loaded.facts.weights_hash, name or loaded.name
+
+    def cached() -> Fingerprint | None:
+        hit = cache.get(weights_hash, spec.id) if cache is not None and weights_hash is not None else None
+        if hit is not None and progress:
+            progress(spec.n_samples, spec.n_samples)
+        return None if hit is None else hit.with_name(label)
+
+    if (hit := cached()) is not None:
+        return hit
+    if loaded is None:
+        loaded = load_model(model, config=config, device=device, dtype=dtype,  # type: ignore[arg-type]
+                            trust_remote_code=trust_remote_code, name=label)
+        if weights_hash is None:
+            weights_hash = loaded.facts.weights_hash
+            if (hit := cached()) is not None:
+                return hit
     feats = extract_features(loaded, spec, batch_size=batch_size, progress=progress, cancel=cancel)
     fp = Fingerprint.from_features(spec, feats, loaded.facts)
     if cache is not None:
