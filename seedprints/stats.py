@@ -478,7 +478,8 @@ def calibrated_test(
     other dimensions of the suspect.  Independent inits make hidden dimensions exchangeable
     (the init is permutation-invariant and training is permutation-equivariant), so the
     aligned pairing is one draw from this null unless the two models share their init.
-    z = (T - mean_null) / sd_null; p = sf(z), one-sided; the Monte-Carlo p is in details.
+    z = (T - mean_null) / sd_null.  p is the Monte-Carlo permutation p-value (1 + #null >= T) / (R + 1);
+    when T exceeds every null draw, p = min(1 / (R + 1), sf(z)), extrapolating with the normal tail.
     """
     ref = _view(reference, "reference")
     sus = suspect if isinstance(suspect, SuspectRanks) else SuspectRanks(suspect)
@@ -508,8 +509,11 @@ def calibrated_test(
         return _inconclusive("the suspect's dimensions do not vary across the probe; nothing to compare",
                              n=ref.n, mode="base", method=method, k_requested=k_abs, columns=cols, taus=aligned)
     z = (stat - mu) / sd
-    log10_p = log10_bounded_p(log10_sf_normal(z))
-    mc_p = (1 + int((null >= stat).sum())) / (n_permutations + 1)
+    exceed = int((null >= stat).sum())
+    mc_p = (1 + exceed) / (n_permutations + 1)
+    # the Monte-Carlo permutation p-value is exact; only beyond the last null draw do we
+    # extrapolate with the normal tail of the null (needed for Holm over large libraries)
+    log10_p = math.log10(mc_p) if exceed else min(math.log10(mc_p), log10_sf_normal(z))
     return SeedPrintsResult(
         statistic=stat, pvalue=p_from_log10(log10_p), log10_pvalue=log10_p, z=float(z), k=k_abs, n=ref.n,
         mode="base", method=method, taus=aligned, columns=cols, k_requested=k_abs,

@@ -46,8 +46,10 @@ def test_matches_hand_computation():
     np.testing.assert_allclose(res.taus, aligned, atol=1e-9)
     assert res.statistic == pytest.approx(stat, abs=1e-9)
     assert res.z == pytest.approx(z, abs=1e-7)
-    assert res.pvalue == pytest.approx(sps.norm.sf(z), rel=1e-6)
-    assert res.details["monte_carlo_p"] == pytest.approx((1 + (null >= stat).sum()) / (r_perm + 1))
+    mc_p = (1 + (null >= stat).sum()) / (r_perm + 1)
+    assert res.details["monte_carlo_p"] == pytest.approx(mc_p)
+    expected = mc_p if (null >= stat).any() else min(mc_p, sps.norm.sf(z))
+    assert res.pvalue == pytest.approx(expected, rel=1e-6)
     # every draw is an injective map of the k identity dims into 0..D-1
     assert all(len(set(row)) == k for row in draws) and draws.max() < 30
 
@@ -64,6 +66,14 @@ def test_holds_its_level_where_the_paper_null_fails():
     paper_fpr = np.mean(np.array(paper) < 0.05)
     assert cal_fpr <= 0.12, cal_fpr  # nominal 0.05; binomial slack for 60 pairs
     assert paper_fpr >= 0.3, paper_fpr  # the documented failure of the analytical null
+
+
+def test_p_is_the_permutation_p_inside_the_null_range():
+    rng = np.random.default_rng(9)
+    a, b = toy_pair(rng)
+    r = calibrated_test(a, b, k=0.2, n_permutations=500)
+    assert r.pvalue == pytest.approx(r.details["monte_carlo_p"])
+    assert 1 / 501 <= r.pvalue <= 1.0
 
 
 def test_detects_related_pairs():
