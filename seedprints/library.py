@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import FingerprintFileError, LibraryError
 from .fingerprint import Fingerprint, atomic_write_bytes, fingerprint_from_bytes, load_fingerprint
+from .verdict import lineage_label
 
 ARCHIVE_FORMAT = "seedprints-library"
 ARCHIVE_VERSION = 1
@@ -72,8 +73,7 @@ class Reference:
     @property
     def lineage(self) -> str:
         """'family seed 42' style label for people."""
-        seed = "unknown seed" if self.seed is None else f"seed {self.seed}"
-        return f"{self.family} {seed}".strip() if self.family else seed
+        return lineage_label(self.family, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""

@@ -28,6 +28,12 @@ def run_test(reference: Any, suspect: Any, test: str = DEFAULT_TEST, **kwargs: A
     raise ValueError(f"unknown test {test!r}: use 'calibrated' or 'paper'")
 
 
+def lineage_label(family: str, seed: int | None) -> str:
+    """'family seed 42' style label for people ('unknown seed' when the seed is not known)."""
+    seed_txt = "unknown seed" if seed is None else f"seed {seed}"
+    return f"{family} {seed_txt}".strip() if family else seed_txt
+
+
 @dataclasses.dataclass(frozen=True)
 class RefInfo:
     """Who a reference is: name and known lineage (family, seed)."""
@@ -38,8 +44,7 @@ class RefInfo:
 
     @property
     def lineage(self) -> str:
-        seed = "unknown seed" if self.seed is None else f"seed {self.seed}"
-        return f"{self.family} {seed}".strip() if self.family else seed
+        return lineage_label(self.family, self.seed)
 
 
 @dataclasses.dataclass(frozen=True)

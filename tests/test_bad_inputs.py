@@ -649,14 +649,19 @@ def test_import_second_entry_bad_leaves_nothing(lib, export, tmp_path):
     assert_import_refused(lib, path, "refused")
 
 
+def interrupt_index_insert(monkeypatch) -> None:
+    """Make the SQLite insert fail as if the process were interrupted after files were written."""
+
+    def interrupted(self, refs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Library, "_insert", interrupted)
+
+
 def test_import_insert_failure_removes_written_files(lib, export, monkeypatch):
     """If the index insert fails after files were written, those files are deleted again."""
     before = state(lib)
-
-    def boom(self, refs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Library, "_insert", boom)
+    interrupt_index_insert(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         lib.import_zip(export)
     monkeypatch.undo()
@@ -665,11 +670,7 @@ def test_import_insert_failure_removes_written_files(lib, export, monkeypatch):
 
 def test_interrupted_add_leaves_library_unchanged(lib, fps, monkeypatch):
     before = state(lib)
-
-    def interrupted(self, refs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Library, "_insert", interrupted)
+    interrupt_index_insert(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         lib.add(fps[1], name="beta", seed=1)
     monkeypatch.undo()
