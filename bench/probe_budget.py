@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from accuracy import fingerprint_zoo, labelled_pairs, make_specs, run_pairs  # noqa: E402
 
 from seedprints.cache import FingerprintCache  # noqa: E402
+from seedprints.fingerprint import Fingerprint  # noqa: E402
+from seedprints.probes import ProbeSpec  # noqa: E402
 from seedprints.zoo import FULL, MINI, build_zoo  # noqa: E402
 
 N_GRID = (100, 200, 400, 800, 1600)
@@ -32,24 +34,43 @@ L_GRID = (16, 32, 64)
 
 def measure(zoo, n_grid=N_GRID, l_grid=L_GRID) -> list[dict]:
     """One row per (N, L): positives' median and minimum z, negatives' FPR at 0.01 and max z."""
-    budgets = {f"N{n}-L{seq}": (n, seq) for n in n_grid for seq in l_grid}
-    specs = make_specs(zoo, budgets, probes=("token",))
-    fps, _ = fingerprint_zoo(zoo, specs, FingerprintCache(zoo.root / "fingerprints"))
+    # Probe sample i depends only on (probe seed, i), so the first n rows of an N-sample
+    # fingerprint are exactly the n-sample fingerprint: extract once per L at the largest N.
+    n_max = max(n_grid)
+    big = make_specs(zoo, {f"N{n_max}-L{seq}": (n_max, seq) for seq in l_grid}, probes=("token",))
+    big_fps, _ = fingerprint_zoo(zoo, big, FingerprintCache(zoo.root / "fingerprints"))
     pairs = [p for p in labelled_pairs(zoo) if p.kind != "init"]
     rows = []
-    for (kind, budget), spec in specs.items():
-        recs = run_pairs("calibrated", pairs, fps[(kind, budget)])
-        pos = np.array([r["z"] for r in recs if r["positive"]])
-        neg = [r for r in recs if not r["positive"]]
-        rows.append({"n_samples": spec.n_samples, "seq_len": spec.seq_len, "tokens": spec.n_tokens,
-                     "pos_median_z": float(np.median(pos)), "pos_min_z": float(pos.min()),
-                     "pos_detected": float(np.mean([r["significant"] for r in recs if r["positive"]])),
-                     "neg_fpr": float(np.mean([r["significant"] for r in neg])), "neg_max_z": float(max(r["z"] for r in neg)),
-                     "n_pos": int(len(pos)), "n_neg": len(neg)})
-        print(f"N={spec.n_samples:5d} L={spec.seq_len:3d}: positives median z {rows[-1]['pos_median_z']:6.1f} "
-              f"(min {rows[-1]['pos_min_z']:5.1f}), negatives FPR {rows[-1]['neg_fpr']:.3f} max z {rows[-1]['neg_max_z']:.2f}",
-              flush=True)
+    for seq in l_grid:
+        full = big_fps[("token", f"N{n_max}-L{seq}")]
+        for n in n_grid:
+            spec = big[("token", f"N{n_max}-L{seq}")].replace(n_samples=n)
+            fps = {key: prefix(fp, spec) for key, fp in full.items()}
+            rows.append(score(pairs, fps, spec))
     return rows
+
+
+def prefix(fp: Fingerprint, spec: ProbeSpec) -> Fingerprint:
+    """The fingerprint ``fp`` would have had with ``spec`` (same probe, fewer samples)."""
+    if spec.replace(n_samples=fp.spec.n_samples) != fp.spec:
+        raise ValueError("prefix() needs the same probe with fewer samples")
+    return Fingerprint.from_features(spec, fp.features[: spec.n_samples], fp.model)
+
+
+def score(pairs, fps, spec: ProbeSpec) -> dict:
+    """Calibrated-test summary over all labelled pairs for one budget."""
+    recs = run_pairs("calibrated", pairs, fps)
+    pos = np.array([r["z"] for r in recs if r["positive"]])
+    neg = [r for r in recs if not r["positive"]]
+    row = {"n_samples": spec.n_samples, "seq_len": spec.seq_len, "tokens": spec.n_tokens,
+           "pos_median_z": float(np.median(pos)), "pos_min_z": float(pos.min()),
+           "pos_detected": float(np.mean([r["significant"] for r in recs if r["positive"]])),
+           "neg_fpr": float(np.mean([r["significant"] for r in neg])), "neg_max_z": float(max(r["z"] for r in neg)),
+           "n_pos": int(len(pos)), "n_neg": len(neg)}
+    print(f"N={spec.n_samples:5d} L={spec.seq_len:3d}: positives median z {row['pos_median_z']:6.1f} "
+          f"(min {row['pos_min_z']:5.1f}), negatives FPR {row['neg_fpr']:.3f} max z {row['neg_max_z']:.2f}",
+          flush=True)
+    return row
 
 
 def figure(rows: list[dict], title: str):

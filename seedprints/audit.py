@@ -1,20 +1,27 @@
-"""The pipeline in a few calls: fingerprint a model (with cache), compare two, scan a library."""
+"""The pipeline in a few calls: fingerprint a model (with cache), compare two, audit a suspect against a library."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
+import shlex
+import time
 from typing import Any
 
 import torch
 
+from . import __version__
 from .cache import FingerprintCache
-from .errors import IncompatibleFingerprintsError
+from .errors import IncompatibleFingerprintsError, LibraryError
 from .extract import CancelToken, ProgressCallback, extract_features
 from .fingerprint import Fingerprint
 from .loading import LoadedModel, load_model, resolve_source, source_weights_hash, wrap_model
+from .library import Library
 from .probes import ProbeSpec
+from .similarity import Embedding, EvidenceMatrix, embed_2d, pairwise_evidence
 from .stats import SeedPrintsResult
-from .verdict import run_test
+from .verdict import DEFAULT_ALPHA, DEFAULT_TEST, ScanReport, run_test, scan
 
 ModelLike = str | os.PathLike[str] | LoadedModel | torch.nn.Module
 
@@ -82,3 +89,90 @@ def compare(reference: Fingerprint, suspect: Fingerprint, test: str = "calibrate
             "models of different width cannot share an init"
         )
     return run_test(reference, suspect, test, **test_kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class LibraryAudit:
+    """Everything one audit of a suspect against a library produced, ready to show or save.
+
+    report: the ranked scan and verdict; suspect: its full fingerprint; matrix and embedding:
+    pairwise evidence among the suspect (index 0) and the strongest references; top: the test
+    result of the first-ranked reference (None when nothing could be tested).
+    """
+
+    report: ScanReport
+    suspect: Fingerprint
+    matrix: EvidenceMatrix
+    embedding: Embedding
+    top: SeedPrintsResult | None
+    library: str
+    seconds: dict[str, float]
+
+    def command(self, suspect_path: str = "SUSPECT") -> str:
+        """The CLI command that re-runs this audit (the probe is the library's)."""
+        test = self.report.test
+        parts = ["seedprints", "scan", shlex.quote(suspect_path), "--library", shlex.quote(self.library),
+                 "--test", str(test.get("test", "calibrated")), "--alpha", f"{self.report.alpha:g}"]
+        if test.get("test") == "calibrated":
+            parts += ["--permutations", str(test.get("n_permutations", 2000))]
+        spec = self.suspect.spec
+        if spec.kind == "token":  # name the probe, so the command holds even if the library changes
+            parts += ["--n-samples", str(spec.n_samples), "--seq-len", str(spec.seq_len),
+                      "--vocab-range", str(spec.vocab_range), "--probe-seed", str(spec.seed)]
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record: verdict, ranked table, probe, model facts and hashes, matrix, map, timings."""
+        m = self.matrix
+        nan_to_none = lambda a: [[None if not math.isfinite(v) else float(v) for v in row] for row in a]  # noqa: E731
+        return {
+            "tool": "seedprints", "tool_version": __version__, "library": self.library,
+            "probe": self.suspect.spec.to_dict(), "probe_id": self.suspect.spec.id,
+            "suspect_model": self.suspect.model.to_dict(), "scan": self.report.to_dict(),
+            "matrix": {"names": m.names, "lineages": m.lineages, "z": nan_to_none(m.z), "log10_p": nan_to_none(m.log10_p),
+                       "rows": "reference", "columns": "suspect", "test": m.test},
+            "map": {"method": self.embedding.method, "note": self.embedding.note,
+                    "coords": self.embedding.coords.tolist()},
+            "seconds": self.seconds, "command": self.command(self.suspect.model.source or "SUSPECT"),
+        }
+
+
+def audit_library(
+    suspect: ModelLike,
+    library: Library,
+    *,
+    name: str | None = None,
+    probe: ProbeSpec | None = None,
+    test: str = DEFAULT_TEST,
+    alpha: float = DEFAULT_ALPHA,
+    cache: FingerprintCache | None = None,
+    config: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    map_size: int = 30,
+) -> LibraryAudit:
+    """Fingerprint the suspect with the library's probe, scan the library, and map the strongest references.
+
+    map_size caps how many references (best ranked first) enter the evidence matrix and the map.
+    """
+    spec = probe or library.default_probe()
+    if spec is None:
+        raise LibraryError(f"the library at {library.root} is empty: add reference models first")
+    t0 = time.perf_counter()
+    sus = fingerprint_model(suspect, spec, name=name, cache=cache, config=config, device=device,
+                            trust_remote_code=trust_remote_code, progress=progress, cancel=cancel)
+    t1 = time.perf_counter()
+    refs = list(library.items(spec.id))
+    report = scan(sus, refs, alpha=alpha, test=test)  # type: ignore[arg-type]
+    t2 = time.perf_counter()
+    by_name = {ref.name: (ref, fp) for ref, fp in refs}
+    ranked = [by_name[row.reference.name] for row in report.rows[:map_size]]
+    items = [(sus.name, "suspect", sus)] + [(ref.name, ref.lineage, fp) for ref, fp in ranked]
+    matrix = pairwise_evidence(items, test=test)
+    embedding = embed_2d(matrix.distance())
+    t3 = time.perf_counter()
+    top = report.rows[0].result if report.rows else None
+    return LibraryAudit(report, sus, matrix, embedding, top, str(library.root),
+                        {"fingerprint": t1 - t0, "scan": t2 - t1, "map": t3 - t2})

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -193,11 +192,7 @@ def _library(args: argparse.Namespace, create: bool = True) -> Library:
 
 
 def _library_spec(lib: Library) -> ProbeSpec | None:
-    refs = lib.list()
-    if not refs:
-        return None
-    probe_id, _ = Counter(r.probe_id for r in refs).most_common(1)[0]
-    return lib.load(next(r for r in refs if r.probe_id == probe_id)).spec
+    return lib.default_probe()
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -298,7 +293,7 @@ def _cmd_library(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import build_demo
+    from .demo import SUSPECTS, build_demo
     from .paths import home
 
     if args.rebuild:
@@ -309,7 +304,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                        lambda msg, frac: print(f"[{frac:4.0%}] {msg}", file=sys.stderr))
     lib = Library(paths["library"], create=False)
     reports = {}
-    for which in ("derived", "unrelated"):
+    for which in SUSPECTS:
         sus = fingerprint_model(paths[which], _library_spec(lib), name=f"suspect-{which}",  # type: ignore[arg-type]
                                 cache=FingerprintCache(default_cache()), device="cpu")
         reports[which] = scan(sus, lib.items())

@@ -36,3 +36,7 @@ class IncompatibleFingerprintsError(SeedPrintsError):
 
 class LibraryError(SeedPrintsError):
     """A reference library operation failed (duplicate name, unknown reference, bad archive)."""
+
+
+class UploadError(SeedPrintsError):
+    """An uploaded file or archive was refused (size, type, unsafe paths)."""

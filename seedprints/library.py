@@ -16,12 +16,14 @@ import stat
 import uuid
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import FingerprintFileError, LibraryError
 from .fingerprint import Fingerprint, atomic_write_bytes, fingerprint_from_bytes, load_fingerprint
+from .probes import ProbeSpec
 from .verdict import lineage_label
 
 ARCHIVE_FORMAT = "seedprints-library"
@@ -143,6 +145,20 @@ class Library:
         if probe_id is None:
             return self._rows("ORDER BY family, seed, name")
         return self._rows("WHERE probe_id = ? ORDER BY family, seed, name", (probe_id,))
+
+    def probes(self) -> list[tuple[ProbeSpec, int]]:
+        """Every probe the references were fingerprinted with and how many use it, most used first."""
+        counts = Counter(r.probe_id for r in self.list())
+        out = []
+        for probe_id, count in counts.most_common():
+            ref = next(r for r in self.list(probe_id))
+            out.append((self.load(ref).spec, count))
+        return out
+
+    def default_probe(self) -> ProbeSpec | None:
+        """The probe most references share (None for an empty library): suspects are fingerprinted with it."""
+        probes = self.probes()
+        return probes[0][0] if probes else None
 
     def __len__(self) -> int:
         return len(self.list())

@@ -214,6 +214,9 @@ class SeedPrintsResult:
         d = dataclasses.asdict(self)
         d["taus"] = [float(t) for t in self.taus]
         d["columns"] = [int(c) for c in self.columns]
+        # arrays kept for plots (null draws) are listed as floats
+        d["details"] = {k: ([float(x) for x in np.ravel(v)] if isinstance(v, np.ndarray) else v)
+                        for k, v in self.details.items()}
         return d
 
 
@@ -463,6 +466,10 @@ class SuspectRanks:
         self.ranks = centered_ranks(full)
 
 
+#: how many re-paired per-dimension correlations a calibrated result keeps for plots
+NULL_DIM_SAMPLE = 4000
+
+
 def calibrated_test(
     reference: np.ndarray | FeatureSource,
     suspect: np.ndarray | FeatureSource | SuspectRanks,
@@ -518,5 +525,7 @@ def calibrated_test(
         statistic=stat, pvalue=p_from_log10(log10_p), log10_pvalue=log10_p, z=float(z), k=k_abs, n=ref.n,
         mode="base", method=method, taus=aligned, columns=cols, k_requested=k_abs,
         details={"null_mean": mu, "null_sd": sd, "n_permutations": n_permutations, "monte_carlo_p": mc_p,
-                 "correlation": "spearman"},
+                 "correlation": "spearman", "null_statistics": null,
+                 # per-dimension correlations under re-pairing (first draws), for plotting the evidence
+                 "null_dim_sample": m[np.arange(k_abs)[None, :], draws[: max(1, NULL_DIM_SAMPLE // k_abs)]].ravel()},
     )

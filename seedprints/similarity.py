@@ -1,0 +1,116 @@
+"""Pairwise evidence between several fingerprints, the distance derived from it, and a 2-D map.
+
+The matrix holds, for every ordered pair (reference i, suspect j), the z of the same test a
+scan runs.  A pair is untestable (NaN) when the suspect side stores only some columns (a
+compact library fingerprint), or the two were made with different probes or widths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from .fingerprint import Fingerprint
+from .stats import SuspectRanks
+from .verdict import DEFAULT_TEST, run_test, skip_reason
+
+#: below this many models the map uses metric MDS instead of UMAP (UMAP needs neighbours to learn from)
+UMAP_MIN_POINTS = 8
+
+EmbeddingMethod = Literal["umap", "mds", "line", "point"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvidenceMatrix:
+    """z[i, j]: evidence that model j descends from model i's seed (row = reference, column = suspect).
+
+    log10_p holds the matching log10 p-values.  NaN marks the diagonal and untestable pairs.
+    """
+
+    names: list[str]
+    lineages: list[str]
+    z: np.ndarray
+    log10_p: np.ndarray
+    test: str
+
+    @property
+    def n(self) -> int:
+        return len(self.names)
+
+    def symmetric_z(self) -> np.ndarray:
+        """The stronger of the two directions per pair (NaN where neither was testable)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pairs stay NaN
+            return np.fmax(self.z, self.z.T)
+
+    def distance(self) -> np.ndarray:
+        """1 / (1 + max(z, 0)): near 0 for a shared seed, 0.5 to 1 for unrelated models.
+
+        Untested pairs count as unrelated (distance 1); the diagonal is 0.
+        """
+        s = np.nan_to_num(self.symmetric_z(), nan=0.0)
+        d = 1.0 / (1.0 + np.clip(s, 0.0, None))
+        np.fill_diagonal(d, 0.0)
+        return d
+
+
+def pairwise_evidence(items: Sequence[tuple[str, str, Fingerprint]], test: str = DEFAULT_TEST) -> EvidenceMatrix:
+    """Test every ordered pair of (name, lineage label, fingerprint) items with one test."""
+    n = len(items)
+    z = np.full((n, n), np.nan)
+    lp = np.full((n, n), np.nan)
+    for j, (_, _, sus) in enumerate(items):
+        if not sus.is_full:
+            continue
+        prepared = SuspectRanks(sus) if test == "calibrated" else sus
+        for i, (_, _, ref) in enumerate(items):
+            if i == j or skip_reason(sus, ref) is not None:
+                continue
+            res = run_test(ref, prepared, test)
+            if not res.inconclusive:
+                z[i, j], lp[i, j] = res.z, res.log10_pvalue
+    return EvidenceMatrix([it[0] for it in items], [it[1] for it in items], z, lp, test)
+
+
+@dataclasses.dataclass(frozen=True)
+class Embedding:
+    """2-D coordinates of the models, how they were computed, and a sentence saying so."""
+
+    coords: np.ndarray
+    method: EmbeddingMethod
+    note: str
+
+
+def embed_2d(distance: np.ndarray, seed: int = 0) -> Embedding:
+    """Place models in 2-D from a precomputed distance matrix: UMAP, or MDS when there are too few models."""
+    d = np.asarray(distance, dtype=np.float64)
+    n = d.shape[0]
+    if d.shape != (n, n) or not np.all(np.isfinite(d)):
+        raise ValueError("distance must be a finite square matrix")
+    if n == 0:
+        return Embedding(np.zeros((0, 2)), "point", "no models")
+    if n == 1:
+        return Embedding(np.zeros((1, 2)), "point", "a single model")
+    if n == 2:
+        return Embedding(np.array([[0.0, 0.0], [d[0, 1], 0.0]]), "line", "two models, placed at their distance")
+    if n < UMAP_MIN_POINTS:
+        from sklearn.manifold import MDS
+
+        mds = MDS(n_components=2, metric="precomputed", random_state=seed, n_init=4, init="random")
+        coords = mds.fit_transform(d)
+        return Embedding(np.asarray(coords, dtype=np.float64), "mds",
+                         f"metric MDS: UMAP needs at least {UMAP_MIN_POINTS} models, this map has {n}")
+    import umap  # imported late: numba compiles on first use
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # few neighbours keep seed families together on small maps (measured on the demo library)
+        reducer = umap.UMAP(n_neighbors=max(2, min(15, n // 3)), metric="precomputed", init="random", min_dist=0.1,
+                            random_state=seed)
+        coords = reducer.fit_transform(d)
+    return Embedding(np.asarray(coords, dtype=np.float64), "umap",
+                     f"UMAP on distance 1 / (1 + z) between {n} models")

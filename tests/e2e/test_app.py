@@ -1,0 +1,130 @@
+"""The real app in headless Chromium: demo audits, plots, cancel, responsiveness, library add."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "assets" / "screenshot-results.png"
+
+HEATMAP_SHAPE = "() => { const h = document.querySelector('#heatmap .js-plotly-plot');" \
+                " return h ? [h._fullData[0].type, h._fullData[0].z.length, h._fullData[0].z[0].length] : null }"
+MAP_POINTS = "() => { const h = document.querySelector('#umap .js-plotly-plot');" \
+             " return h ? h._fullData.reduce((n, t) => n + t.x.length, 0) : null }"
+MAP_TITLE = "() => { const h = document.querySelector('#umap .js-plotly-plot'); return h ? h.layout.title.text : null }"
+EVIDENCE_TRACES = "() => { const h = document.querySelector('#evidence .js-plotly-plot'); return h ? h._fullData.length : null }"
+
+
+def choose(page, elem_id: str, text: str) -> None:
+    """Pick the option containing ``text`` in a Gradio dropdown."""
+    page.click(f"#{elem_id} input")
+    page.locator("ul[role=listbox] li", has_text=text).first.click()
+
+
+def run_demo_audit(page, suspect: str) -> str:
+    choose(page, "demo-suspect", suspect)
+    page.click("#run-audit")
+    page.wait_for_selector("#audit-status .sp-msg-ok", timeout=120_000)
+    page.wait_for_selector("#verdict .sp-verdict")
+    return page.inner_text("#verdict .sp-verdict-label")
+
+
+def test_first_launch_builds_demo_and_reports_ready(app_server, page):
+    banner = page.inner_text("#startup")
+    assert "Demo library ready: 8 reference models" in banner
+    print(f"first launch to ready page: {time.monotonic() - app_server.started:.1f} s")
+
+
+def test_derived_suspect_matches_seed_3_with_plots(page):
+    assert run_demo_audit(page, "derived") == "MATCH: seed 3"
+    assert "demo-llama-seed3" in page.inner_text("#verdict")
+    page.wait_for_function(f"({HEATMAP_SHAPE})() !== null")
+    # suspect + 8 references: a 9 x 9 heatmap and 9 points on the map
+    assert page.evaluate(HEATMAP_SHAPE) == ["heatmap", 9, 9]
+    page.wait_for_function(f"({MAP_POINTS})() === 9")
+    assert "UMAP" in page.evaluate(MAP_TITLE)
+    assert page.evaluate(EVIDENCE_TRACES) >= 3
+    ranked = page.inner_text("#ranked")
+    assert ranked.index("demo-llama-seed3") < ranked.index("demo-llama-seed1")
+    with page.expect_download() as dl:
+        page.click("#download-json")
+    record = json.loads(Path(dl.value.path()).read_text())
+    assert record["scan"]["verdict"]["label"] == "MATCH" and record["scan"]["verdict"]["seed"] == 3
+    assert record["command"].startswith("seedprints scan ")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_unrelated_suspect_gets_no_match(page):
+    assert run_demo_audit(page, "unrelated") == "NO MATCH"
+    page.wait_for_function(f"({MAP_POINTS})() === 9")
+
+
+def test_cancel_running_audit_and_tabs_stay_responsive(page, big_suspect):
+    page.click("#source label:has-text('local path')")
+    page.fill("#local-path textarea, #local-path input", str(big_suspect))
+    page.click("#run-audit")
+    page.wait_for_selector("#audit-status [data-state=running] .sp-detail:has-text('extracting')", timeout=120_000)
+    # while the worker extracts, the Library tab answers: its table refreshes and the audit is still running
+    t0 = time.monotonic()
+    page.click("#tab-library-button, button[role=tab]:has-text('Library')")
+    page.wait_for_selector("#library-msg:has-text('reference(s)')")
+    latency = time.monotonic() - t0
+    page.click("button[role=tab]:has-text('Audit')")
+    assert page.locator("#audit-status [data-state=running]").count() == 1, "the extraction finished before the check"
+    print(f"library tab answered in {latency:.2f} s during an extraction")
+    page.click("#cancel-audit")
+    page.wait_for_selector("#audit-status:has-text('Cancelled')", timeout=30_000)
+    assert "cancelled after" in page.inner_text("#audit-status")
+    assert page.locator("#verdict .sp-verdict").count() == 0
+
+
+def test_add_model_to_my_library(page, small_model):
+    page.click("button[role=tab]:has-text('Library')")
+    page.wait_for_selector("#library-msg:has-text('my library')")
+    page.fill("#add-path textarea, #add-path input", str(small_model))
+    page.fill("#add-name textarea, #add-name input", "e2e-seed5")
+    page.fill("#add-family textarea, #add-family input", "e2e")
+    page.fill("#add-seed textarea, #add-seed input", "5")
+    choose(page, "add-probe", "demo probe")
+    page.click("#add-btn")
+    page.wait_for_selector("#add-status .sp-msg-ok", timeout=120_000)
+    assert "Added e2e-seed5 (e2e seed 5)" in page.inner_text("#add-status")
+    page.wait_for_selector("#library-table:has-text('e2e-seed5')")
+    assert "1 reference(s) in my library" in page.inner_text("#library-msg")
+
+
+def test_upload_weights_and_config_audits_the_upload(page, small_model):
+    page.click("#source label:has-text('upload files')")
+    page.set_input_files("#upload input[type=file]", [str(small_model / "config.json"),
+                                                      str(small_model / "model.safetensors")])
+    page.wait_for_selector("#upload :text('model.safetensors')")
+    page.click("#run-audit")
+    page.wait_for_selector("#audit-status .sp-msg-ok", timeout=120_000)
+    assert page.inner_text("#verdict .sp-verdict-label") == "NO MATCH"
+    assert "SUSPECT" in page.inner_text("#command")
+
+
+def test_weights_without_config_get_a_one_line_error(page, small_model):
+    page.click("#source label:has-text('upload files')")
+    page.set_input_files("#upload input[type=file]", [str(small_model / "model.safetensors")])
+    page.wait_for_selector("#upload :text('model.safetensors')")
+    page.click("#run-audit")
+    err = page.wait_for_selector("#audit-status .sp-msg-error", timeout=60_000).inner_text()
+    assert "config.json" in err and "\n" not in err.strip()
+    assert "Traceback" not in page.content()
+
+
+def test_public_mode_hides_local_paths_and_remote_code(browser, public_server):
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    pg.goto(public_server.url)
+    pg.wait_for_selector("#startup .sp-msg-ok", timeout=120_000)
+    assert pg.locator("#source label:has-text('local path')").count() == 0
+    assert "no local paths" in pg.inner_text("body")
+    pg.click("button[role=tab]:has-text('Library')")
+    assert pg.locator("#add-source label:has-text('local path')").count() == 0
+    assert pg.locator("text=trust_remote_code").count() == 0
+    ctx.close()

@@ -1,0 +1,261 @@
+"""Pairwise evidence matrix, its distance, the 2-D map, and the plotly figures built from them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from seedprints.audit import fingerprint_model
+from seedprints.derive import weight_noise
+from seedprints.plots import embedding_map, evidence_heatmap, evidence_plot
+from seedprints.similarity import UMAP_MIN_POINTS, Embedding, EvidenceMatrix, embed_2d, pairwise_evidence
+from seedprints.stats import seedprints_test
+from seedprints.verdict import run_test
+
+from conftest import tiny_llama, tiny_spec
+
+NAMES = ["seed0", "noisy0", "seed1", "seed2"]
+LINEAGES = ["tiny seed 0", "tiny seed 0", "tiny seed 1", "tiny seed 2"]
+
+
+@pytest.fixture(scope="module")
+def fps():
+    spec = tiny_spec()
+    models = [tiny_llama(0), weight_noise(tiny_llama(0), rel=0.01), tiny_llama(1), tiny_llama(2)]
+    return [fingerprint_model(m, spec, name=n) for m, n in zip(models, NAMES)]
+
+
+@pytest.fixture(scope="module")
+def matrix(fps):
+    return pairwise_evidence(list(zip(NAMES, LINEAGES, fps)), test="calibrated")
+
+
+# ---------------------------------------------------------------------------- pairwise_evidence
+def test_matrix_shape_names_and_nan_diagonal(matrix):
+    assert matrix.n == 4 and matrix.names == NAMES and matrix.lineages == LINEAGES and matrix.test == "calibrated"
+    assert matrix.z.shape == (4, 4) and matrix.log10_p.shape == (4, 4)
+    assert np.all(np.isnan(np.diag(matrix.z))) and np.all(np.isnan(np.diag(matrix.log10_p)))
+    off = ~np.eye(4, dtype=bool)
+    assert np.all(np.isfinite(matrix.z[off])) and np.all(np.isfinite(matrix.log10_p[off]))
+    assert np.all(matrix.log10_p[off] <= 0.0)
+
+
+def test_related_pair_is_strong_both_ways_and_unrelated_pairs_are_not(matrix):
+    z = matrix.z
+    assert z[0, 1] > 5 and z[1, 0] > 5, (z[0, 1], z[1, 0])
+    assert matrix.log10_p[0, 1] < -3 and matrix.log10_p[1, 0] < -3
+    for i in range(4):
+        for j in range(4):
+            if i != j and {i, j} != {0, 1}:
+                assert abs(z[i, j]) < 4, (NAMES[i], NAMES[j], z[i, j])
+
+
+def test_matrix_entry_matches_an_independent_run_test(fps, matrix):
+    for i, j in ((0, 1), (2, 3)):
+        res = run_test(fps[i], fps[j], "calibrated")
+        assert matrix.log10_p[i, j] == pytest.approx(res.log10_pvalue, rel=1e-9, abs=1e-12)
+        assert matrix.z[i, j] == pytest.approx(res.z, rel=1e-9)
+
+
+def test_compact_fingerprint_gives_nan_column_but_filled_row(fps):
+    compact = fps[1].compact(0.2)
+    assert not compact.is_full
+    items = [("seed0", "tiny seed 0", fps[0]), ("noisy0-compact", "tiny seed 0", compact), ("seed1", "tiny seed 1", fps[2])]
+    m = pairwise_evidence(items, test="calibrated")
+    assert np.all(np.isnan(m.z[:, 1])) and np.all(np.isnan(m.log10_p[:, 1]))  # cannot be the suspect side
+    assert np.isfinite(m.z[1, 0]) and np.isfinite(m.z[1, 2])  # ... but can be the reference side
+    assert m.z[1, 0] > 5 and abs(m.z[1, 2]) < 4
+    assert np.isfinite(m.z[0, 2]) and np.isfinite(m.z[2, 0])
+    # an untestable direction still gives a sensible distance through the other direction
+    d = m.distance()
+    assert d[0, 1] == d[1, 0] == pytest.approx(1.0 / (1.0 + m.z[1, 0]))
+
+
+def test_other_probe_is_untestable_both_ways(fps):
+    other = fingerprint_model(tiny_llama(0), tiny_spec(seed=1), name="seed0-other-probe")
+    items = [("seed0", "tiny seed 0", fps[0]), ("other", "tiny seed 0", other), ("noisy0", "tiny seed 0", fps[1])]
+    m = pairwise_evidence(items, test="calibrated")
+    assert np.all(np.isnan(m.z[1, :])) and np.all(np.isnan(m.z[:, 1]))
+    assert m.z[0, 2] > 5 and m.z[2, 0] > 5
+    assert m.distance()[0, 1] == 1.0
+
+
+def test_paper_test_matrix(fps):
+    m = pairwise_evidence(list(zip(NAMES, LINEAGES, fps)), test="paper")
+    assert m.test == "paper" and np.all(np.isnan(np.diag(m.z)))
+    assert m.z[0, 1] > 5 and m.z[1, 0] > 5
+    for i, j in ((0, 1), (2, 3), (3, 2), (1, 2)):
+        r = seedprints_test(fps[i], fps[j])
+        if r.inconclusive:  # e.g. unrelated models sharing < 2 identity dims in coset mode: left untested
+            assert math.isnan(m.z[i, j]) and math.isnan(m.log10_p[i, j])
+        else:
+            assert m.z[i, j] == pytest.approx(r.z) and m.log10_p[i, j] == pytest.approx(r.log10_pvalue)
+
+
+def test_empty_items_give_an_empty_matrix():
+    m = pairwise_evidence([], test="calibrated")
+    assert m.n == 0 and m.z.shape == (0, 0) and m.distance().shape == (0, 0)
+
+
+# ---------------------------------------------------------------------------- calibrated details
+def test_calibrated_result_keeps_its_null(fps):
+    res = run_test(fps[0], fps[1], "calibrated")
+    null = np.asarray(res.details["null_statistics"])
+    assert null.shape == (2000,) and res.details["n_permutations"] == 2000
+    assert float(null.mean()) == pytest.approx(res.details["null_mean"], rel=1e-12)
+    assert float(null.std(ddof=1)) == pytest.approx(res.details["null_sd"], rel=1e-12)
+    assert res.z == pytest.approx((res.statistic - null.mean()) / null.std(ddof=1), rel=1e-9)
+    sample = np.asarray(res.details["null_dim_sample"])
+    assert sample.ndim == 1 and len(sample) > 0 and np.all(np.abs(sample) <= 1.0 + 1e-9)
+    small = run_test(fps[0], fps[1], "calibrated", n_permutations=300)
+    assert len(small.details["null_statistics"]) == 300
+
+
+# ---------------------------------------------------------------------------- distance
+def _hand_matrix() -> EvidenceMatrix:
+    nan = math.nan
+    z = np.array([
+        [nan, 9.0, -2.0, nan],
+        [3.0, nan, nan, 0.5],
+        [-1.0, 4.0, nan, nan],
+        [nan, 1.0, nan, nan],
+    ])
+    return EvidenceMatrix(["a", "b", "c", "d"], ["x", "x", "y", "z"], z, -np.abs(z), "calibrated")
+
+
+def test_distance_against_hand_computation():
+    d = _hand_matrix().distance()
+    expected = np.array([
+        [0.0, 1 / 10, 1.0, 1.0],        # a-b: max(9, 3) = 9; a-c: max(-2, -1) clipped to 0; a-d: untested
+        [1 / 10, 0.0, 1 / 5, 1 / 2],    # b-c: max(nan, 4) = 4; b-d: max(0.5, 1) = 1
+        [1.0, 1 / 5, 0.0, 1.0],         # c-d: untested both ways
+        [1.0, 1 / 2, 1.0, 0.0],
+    ])
+    np.testing.assert_allclose(d, expected, rtol=0, atol=1e-15)
+    assert np.array_equal(d, d.T) and np.all(np.diag(d) == 0.0)
+    assert np.all((d >= 0.0) & (d <= 1.0))
+
+
+def test_distance_formula_on_random_matrices():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        n = 6
+        z = rng.normal(0, 6, (n, n))
+        z[rng.random((n, n)) < 0.3] = np.nan
+        np.fill_diagonal(z, np.nan)
+        m = EvidenceMatrix([f"m{i}" for i in range(n)], ["l"] * n, z, np.full((n, n), np.nan), "paper")
+        d = m.distance()
+        for i in range(n):
+            for j in range(n):
+                if i == j:
+                    assert d[i, j] == 0.0
+                    continue
+                vals = [v for v in (z[i, j], z[j, i]) if not math.isnan(v)]
+                s = max(vals + [0.0])
+                assert d[i, j] == pytest.approx(1.0 / (1.0 + s), abs=1e-15)
+        assert np.array_equal(d, d.T)
+
+
+def test_symmetric_z_keeps_nan_only_where_both_are_missing():
+    s = _hand_matrix().symmetric_z()
+    assert s[0, 1] == s[1, 0] == 9.0 and s[1, 2] == 4.0 and s[0, 2] == -1.0
+    assert math.isnan(s[0, 3]) and math.isnan(s[2, 3]) and np.all(np.isnan(np.diag(s)))
+
+
+# ---------------------------------------------------------------------------- embed_2d
+def _random_distance(n: int, seed: int = 0) -> np.ndarray:
+    pts = np.random.default_rng(seed).normal(size=(n, 3))
+    d = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1))
+    return d
+
+
+@pytest.mark.parametrize("n, method", [(0, "point"), (1, "point"), (2, "line")])
+def test_embed_small(n, method):
+    d = np.full((n, n), 0.7)
+    np.fill_diagonal(d, 0.0)
+    e = embed_2d(d)
+    assert isinstance(e, Embedding) and e.method == method and e.coords.shape == (n, 2) and e.note
+    if n == 2:
+        assert np.linalg.norm(e.coords[0] - e.coords[1]) == pytest.approx(0.7)
+
+
+def test_embed_mds_between_3_and_umap_threshold():
+    for n in sorted({3, UMAP_MIN_POINTS - 1}):
+        d = _random_distance(n)
+        e = embed_2d(d)
+        assert e.method == "mds" and e.coords.shape == (n, 2) and np.all(np.isfinite(e.coords))
+        assert str(UMAP_MIN_POINTS) in e.note
+        again = embed_2d(d)
+        assert np.array_equal(e.coords, again.coords)
+
+
+def test_embed_umap_from_threshold_is_deterministic():
+    n = UMAP_MIN_POINTS + 1
+    d = _random_distance(n, seed=1)
+    e1 = embed_2d(d)
+    e2 = embed_2d(d.copy())
+    assert e1.method == "umap" and e1.coords.shape == (n, 2) and np.all(np.isfinite(e1.coords))
+    assert np.array_equal(e1.coords, e2.coords)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((3, 2)), np.zeros(4), np.array([[0.0, np.nan], [np.nan, 0.0]]),
+                                 np.array([[0.0, np.inf], [np.inf, 0.0]])], ids=["3x2", "1d", "nan", "inf"])
+def test_embed_rejects_bad_distance(bad):
+    with pytest.raises(ValueError, match="finite square"):
+        embed_2d(bad)
+
+
+# ---------------------------------------------------------------------------- plots
+def test_evidence_heatmap(matrix):
+    fig = evidence_heatmap(matrix)
+    assert isinstance(fig, go.Figure)
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heat) == 1
+    z = np.array(heat[0].z, dtype=float)
+    assert z.shape == (matrix.n, matrix.n) and np.all(np.isnan(np.diag(z)))
+    assert z[0, 1] > 3 and np.nanmax(z) <= 30.0 and np.nanmin(z) >= 0.0
+    assert list(heat[0].x) == matrix.names and list(heat[0].y) == matrix.names
+    fig.to_json()  # serialisable
+
+
+def test_evidence_heatmap_with_untestable_pairs():
+    fig = evidence_heatmap(_hand_matrix())
+    text = fig.data[0].text
+    assert "not testable" in text[0][3] and "the same model" in text[2][2]
+
+
+def test_embedding_map(matrix):
+    emb = embed_2d(matrix.distance())
+    fig = embedding_map(emb, matrix.names, matrix.lineages, suspect_index=0)
+    assert isinstance(fig, go.Figure)
+    assert sum(len(t.x) for t in fig.data) == matrix.n
+    assert [t.name for t in fig.data].count("suspect") == 1
+    sus = next(t for t in fig.data if t.name == "suspect")
+    assert list(sus.text) == [matrix.names[0]]
+    # without a suspect every model is in its lineage's trace
+    fig2 = embedding_map(emb, matrix.names, matrix.lineages, suspect_index=None)
+    assert sum(len(t.x) for t in fig2.data) == matrix.n and "suspect" not in [t.name for t in fig2.data]
+    fig.to_json()
+
+
+@pytest.mark.parametrize("test", ["calibrated", "paper"])
+def test_evidence_plot(fps, test):
+    res = run_test(fps[0], fps[1], "calibrated") if test == "calibrated" else seedprints_test(fps[0], fps[1])
+    assert ("null_statistics" in res.details) == (test == "calibrated")
+    if test == "calibrated":
+        assert "null_dim_sample" in res.details
+    fig = evidence_plot(res, "seed0", "noisy0")
+    assert isinstance(fig, go.Figure) and len(fig.data) >= (3 if test == "calibrated" else 2)
+    assert "seed0 vs noisy0" in fig.layout.title.text
+    fig.to_json()
+
+
+def test_evidence_plot_inconclusive_paper_result(fps):
+    res = seedprints_test(fps[2], fps[3])
+    assert res.inconclusive  # unrelated tiny models share < 2 identity dims in coset mode
+    fig = evidence_plot(res, "seed1", "seed2")
+    assert isinstance(fig, go.Figure)
+    fig.to_json()

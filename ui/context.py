@@ -1,0 +1,140 @@
+"""What the app knows about its server: public or local mode, data folder, libraries, probe choices, speed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from seedprints.demo import DEMO_PROBE
+from seedprints.library import Library
+from seedprints.paths import home
+from seedprints.probes import PRESETS, ProbeSpec, preset
+from seedprints.uploads import DEFAULT_MAX_UPLOAD_BYTES
+
+DEMO_LIBRARY = "demo library (read-only)"
+MY_LIBRARY = "my library"
+#: parameters of the model size people usually ask about, for run-time estimates
+TYPICAL_PARAMS = 135_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class AppConfig:
+    """Server settings fixed at launch."""
+
+    public: bool = False
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    device: str = "auto"
+
+    @property
+    def local_paths(self) -> bool:
+        """Local paths and remote code are offered only when the app is not public."""
+        return not self.public
+
+
+def is_space() -> bool:
+    """True on a Hugging Face Space (public by nature)."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def libraries() -> dict[str, Path]:
+    """Choice label -> library folder: the demo, the user's own, and any under $SEEDPRINTS_HOME/libraries."""
+    out = {DEMO_LIBRARY: home() / "demo" / "library", MY_LIBRARY: home() / "library"}
+    extra = home() / "libraries"
+    if extra.is_dir():
+        for d in sorted(extra.iterdir()):
+            if (d / "index.sqlite").is_file():
+                out[d.name] = d
+    return out
+
+
+def open_library(label: str) -> Library:
+    """The library behind a choice label (created empty if it is the user's and missing)."""
+    folders = libraries()
+    if label not in folders:
+        from seedprints.errors import LibraryError
+
+        raise LibraryError(f"unknown library {label!r}: pick one from the list")
+    if label == DEMO_LIBRARY and not (folders[label] / "index.sqlite").is_file():
+        from seedprints.errors import LibraryError
+
+        raise LibraryError("the demo library is still being built: wait for the banner above to say it is ready")
+    return Library(folders[label])
+
+
+class Throughput:
+    """Measured extraction speed on this server (parameters x tokens per second), kept across launches."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or home() / "throughput.json"
+        self._lock = threading.Lock()
+
+    def rate(self) -> float | None:
+        try:
+            return float(json.loads(self.path.read_text())["param_tokens_per_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def record(self, n_params: int, n_tokens: int, seconds: float) -> None:
+        """Remember the speed of one real extraction (ignored when too short to time)."""
+        if seconds < 0.2 or n_params <= 0:
+            return
+        with self._lock:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"param_tokens_per_s": n_params * n_tokens / seconds, "at": time.time()}))
+            os.replace(tmp, self.path)
+
+    def estimate(self, spec: ProbeSpec, n_params: int = TYPICAL_PARAMS) -> str:
+        """'about 20 s for a 135M-parameter model here', or a note that nothing was measured yet."""
+        r = self.rate()
+        if r is None:
+            return "run time is measured after the first extraction"
+        s = n_params * spec.n_tokens / r
+        when = f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+        return f"about {when} for a {n_params / 1e6:.0f}M-parameter model on this server"
+
+
+def probe_choices(lib: Library, throughput: Throughput, with_presets: bool = False) -> dict[str, ProbeSpec]:
+    """Plain-words label -> probe: the library's probes (most used first), optionally the presets and the demo probe."""
+    out: dict[str, ProbeSpec] = {}
+
+    def words(spec: ProbeSpec) -> str:
+        return (f"{spec.n_samples} prompts x {spec.seq_len} tokens ({spec.n_tokens:,} tokens), "
+                f"{throughput.estimate(spec)}")
+
+    for spec, count in lib.probes():
+        out[f"library probe {spec.id}: {words(spec)}; {count} reference(s)"] = spec
+    if with_presets or not out:
+        for name in PRESETS:
+            spec = preset(name)
+            if spec.id not in {s.id for s in out.values()}:
+                out[f"{name} preset ({spec.id}): {words(spec)}"] = spec
+        if DEMO_PROBE.id not in {s.id for s in out.values()}:
+            out[f"demo probe ({DEMO_PROBE.id}, vocabulary 1024): {words(DEMO_PROBE)}"] = DEMO_PROBE
+    return out
+
+
+def scratch_dir() -> Path:
+    """A fresh temporary folder for one job's uploads (deleted by the job when it ends)."""
+    root = Path(tempfile.gettempdir()) / "seedprints-uploads"
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=root))
+
+
+def remove_dir(path: Path | None) -> None:
+    """Delete a job's temporary folder, ignoring what is already gone."""
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def exports_dir() -> Path:
+    """Where downloads (audit JSON, library zips) are written for the browser to fetch."""
+    d = Path(tempfile.gettempdir()) / "seedprints-exports"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
