@@ -128,3 +128,48 @@ def test_public_mode_hides_local_paths_and_remote_code(browser, public_server):
     assert pg.locator("#add-source label:has-text('local path')").count() == 0
     assert pg.locator("text=trust_remote_code").count() == 0
     ctx.close()
+
+
+def test_two_sessions_queue_and_cancel_independently(browser, app_server, big_suspect):
+    pages = []
+    for _ in range(2):
+        ctx = browser.new_context(viewport={"width": 1200, "height": 900})
+        pg = ctx.new_page()
+        pg.set_default_timeout(60_000)
+        pg.goto(app_server.url)
+        pg.wait_for_selector("#startup .sp-msg-ok", timeout=120_000)
+        pages.append((ctx, pg))
+    (ctx_a, a), (ctx_b, b) = pages
+    a.click("#source label:has-text('local path')")
+    a.fill("#local-path textarea, #local-path input", str(big_suspect))
+    a.click("#run-audit")
+    a.wait_for_selector("#audit-status [data-state=running]", timeout=120_000)
+    b.click("#run-audit")  # demo suspect 'derived' waits behind session A's extraction
+    b.wait_for_selector("#audit-status [data-state=queued]")
+    assert "1 job(s) ahead" in b.inner_text("#audit-status")
+    a.click("#cancel-audit")
+    a.wait_for_selector("#audit-status:has-text('Cancelled')", timeout=30_000)
+    b.wait_for_selector("#audit-status .sp-msg-ok", timeout=120_000)
+    assert b.inner_text("#verdict .sp-verdict-label") == "MATCH: seed 3"
+    assert a.locator("#verdict .sp-verdict").count() == 0  # A's cancelled audit shows no results from B
+    ctx_a.close()
+    ctx_b.close()
+
+
+def test_results_fit_a_phone_screen(browser, app_server):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                              has_touch=True)
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    pg.goto(app_server.url)
+    pg.wait_for_selector("#startup .sp-msg-ok", timeout=120_000)
+    pg.click("#run-audit")
+    pg.wait_for_selector("#verdict .sp-verdict", timeout=120_000)
+    assert pg.inner_text("#verdict .sp-verdict-label") == "MATCH: seed 3"
+    pg.wait_for_function(f"({MAP_POINTS})() === 9")
+    # on a phone the layout viewport grows to fit content that does not wrap; it must stay 390 px
+    width = pg.evaluate("() => Math.max(window.innerWidth, document.documentElement.scrollWidth)")
+    assert width <= 391, f"the results page lays out {width}px wide on a 390px phone screen"
+    pg.locator("#verdict").scroll_into_view_if_needed()
+    pg.screenshot(path=str(ROOT / "assets" / "screenshot-phone.png"), full_page=False)
+    ctx.close()
