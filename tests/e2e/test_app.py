@@ -173,3 +173,11 @@ def test_results_fit_a_phone_screen(browser, app_server):
     pg.locator("#verdict").scroll_into_view_if_needed()
     pg.screenshot(path=str(ROOT / "assets" / "screenshot-phone.png"), full_page=False)
     ctx.close()
+
+
+def test_hub_id_offline_gets_a_one_line_error(page):
+    page.click("#source label:has-text('Hugging Face Hub id')")
+    page.fill("#hub-id textarea, #hub-id input", "seedprints-test/no-such-model")
+    page.click("#run-audit")
+    err = page.wait_for_selector("#audit-status .sp-msg-error", timeout=60_000).inner_text()
+    assert "seedprints-test/no-such-model" in err and "\n" not in err.strip()
