@@ -17,7 +17,7 @@ from .errors import IncompatibleFingerprintsError, LibraryError
 from .extract import CancelToken, ProgressCallback, extract_features
 from .fingerprint import Fingerprint
 from .loading import LoadedModel, load_model, resolve_source, source_weights_hash, wrap_model
-from .library import Library
+from .library import Library, Reference
 from .probes import ProbeSpec
 from .similarity import Embedding, EvidenceMatrix, embed_2d, pairwise_evidence
 from .stats import SeedPrintsResult
@@ -107,6 +107,7 @@ class LibraryAudit:
     top: SeedPrintsResult | None
     library: str
     seconds: dict[str, float]
+    references: tuple[Reference, ...] = ()
 
     def command(self, suspect_path: str = "SUSPECT") -> str:
         """The CLI command that re-runs this audit (the probe is the library's)."""
@@ -133,6 +134,7 @@ class LibraryAudit:
                        "rows": "reference", "columns": "suspect", "test": m.test},
             "map": {"method": self.embedding.method, "note": self.embedding.note,
                     "coords": self.embedding.coords.tolist()},
+            "references": [r.to_dict() for r in self.references],
             "seconds": self.seconds, "command": self.command(self.suspect.model.source or "SUSPECT"),
         }
 
@@ -175,4 +177,4 @@ def audit_library(
     t3 = time.perf_counter()
     top = report.rows[0].result if report.rows else None
     return LibraryAudit(report, sus, matrix, embedding, top, str(library.root),
-                        {"fingerprint": t1 - t0, "scan": t2 - t1, "map": t3 - t2})
+                        {"fingerprint": t1 - t0, "scan": t2 - t1, "map": t3 - t2}, tuple(ref for ref, _ in refs))

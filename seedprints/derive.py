@@ -11,16 +11,28 @@ import torch
 
 
 def fine_tune(model: torch.nn.Module, steps: int = 50, lr: float = 1e-4, batch: int = 8, seq_len: int = 32,
-              seed: int = 123, vocab_range: int | None = None) -> torch.nn.Module:
-    """Full fine-tune with AdamW on seeded random token sequences (next-token loss)."""
+              seed: int = 123, vocab_range: int | None = None, text: str | None = None) -> torch.nn.Module:
+    """Full fine-tune with AdamW (next-token loss) on seeded random token sequences, or on windows of
+    ``text`` whose UTF-8 bytes serve as token ids (no tokenizer needed)."""
     tuned = copy.deepcopy(model)
     tuned.train()
     tuned.requires_grad_(True)
     vocab = vocab_range or tuned.get_input_embeddings().weight.shape[0]
     opt = torch.optim.AdamW(tuned.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
+    device = next(tuned.parameters()).device
+    ids = None
+    if text is not None:
+        ids = torch.tensor(list(text.encode("utf-8")), dtype=torch.long) % vocab
+        if len(ids) <= seq_len:
+            raise ValueError(f"fine-tuning text must be longer than seq_len={seq_len} bytes")
     for _ in range(steps):
-        x = torch.randint(0, vocab, (batch, seq_len), generator=g)
+        if ids is None:
+            x = torch.randint(0, vocab, (batch, seq_len), generator=g)
+        else:
+            starts = torch.randint(0, len(ids) - seq_len, (batch,), generator=g)
+            x = torch.stack([ids[s:s + seq_len] for s in starts.tolist()])
+        x = x.to(device)
         loss = tuned(input_ids=x, labels=x).loss
         opt.zero_grad()
         loss.backward()

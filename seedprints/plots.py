@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -116,3 +117,18 @@ def evidence_plot(result: SeedPrintsResult, reference: str, suspect: str) -> go.
     fig.update_layout(barmode="overlay")
     return _layout(fig, f"{reference} vs {suspect}: z = {result.z:.1f}, p = {format_p(result.log10_pvalue)}<br>"
                         "<sup>grey: null (re-paired dimensions); blue and red line: observed</sup>", height=460)
+
+
+def robustness_chart(rows: Sequence[Any], alpha: float = 0.01) -> go.Figure:
+    """Bars of z against the matched reference per modification; green when the match survived."""
+    names = [r.modification for r in rows]
+    z = [r.z if math.isfinite(r.z) else 0.0 for r in rows]
+    colours = ["#15803d" if r.survived else "#b91c1c" for r in rows]
+    hover = [f"{r.description}<br>{r.label}" + (f" seed {r.seed}" if r.seed is not None else "") +
+             (f"<br>vs {r.reference}: z = {r.z:.1f}, log10 p (Holm) = {r.log10_p:.1f}" if math.isfinite(r.z) else "")
+             for r in rows]
+    fig = go.Figure(go.Bar(x=names, y=z, marker={"color": colours}, text=[r.label for r in rows],
+                           hovertext=hover, hoverinfo="text"))
+    fig.update_yaxes(title="z against the best reference")
+    return _layout(fig, "Does the verdict survive standard modifications? (green = same seed still matched)",
+                   height=380)

@@ -15,7 +15,9 @@ from seedprints.cache import FingerprintCache
 from seedprints.demo import SUSPECTS, build_demo
 from seedprints.errors import LibraryError, SeedPrintsError, UploadError
 from seedprints.paths import default_cache, home
-from seedprints.plots import embedding_map, evidence_heatmap, evidence_plot
+from seedprints.plots import embedding_map, evidence_heatmap, evidence_plot, robustness_chart
+from seedprints.report import report_html
+from seedprints.robustness import MODIFICATIONS, robustness_check
 from seedprints.uploads import prepare_upload
 
 from . import views
@@ -194,6 +196,50 @@ class SeedPrintsApp:
 
         return run
 
+    def _robustness_job(self, source: str, demo_key: str | None, files: list[str] | None, hub_id: str,
+                        local_path: str, lib_label: str, probe_label: str | None, test: str, alpha: float, trust: bool):
+        def run(job: Job) -> list[Any]:
+            work = scratch_dir() if source == SOURCE_UPLOAD else None
+            try:
+                job.stage = "preparing the suspect"
+                model, _ = self._resolve_model(source, demo_key, files, hub_id, local_path, work)
+                lib = open_library(lib_label)
+                spec = probe_choices(lib, self.throughput).get(probe_label or "") or lib.default_probe()
+                job.stage = "loading the suspect model"
+
+                def progress(done: int, total: int) -> None:
+                    job.stage = "fingerprinting the suspect and its modified copies"
+                    job.progress(done, total)
+
+                return robustness_check(model, lib, probe=spec, test=test, alpha=alpha, device=self.cfg.device,
+                                        trust_remote_code=bool(trust) and self.cfg.local_paths, progress=progress,
+                                        cancel=job.cancel_event)
+            finally:
+                remove_dir(work)
+
+        return run
+
+    def start_robustness(self, source, demo_key, files, hub_id, local_path, lib_label, probe_label, test_label, alpha,
+                         trust, request: gr.Request):
+        try:
+            self._resolve_model(source, demo_key, files, hub_id, local_path, None)
+            if len(open_library(lib_label)) == 0:
+                raise LibraryError(f"{lib_label} is empty: add reference models in the Library tab first")
+        except SeedPrintsError as exc:
+            return None, views.message(str(exc), "error"), gr.Timer(active=False)
+        test = "paper" if test_label == TEST_PAPER else "calibrated"
+        job = self.queue.submit("robustness check", self._robustness_job(
+            source, demo_key, files, hub_id, local_path, lib_label, probe_label, test, float(alpha), trust),
+            owner=_session(request))
+        return job.id, views.job_status(job, self.queue.position(job)), gr.Timer(active=True)
+
+    def poll_robustness(self, job_id):
+        job = self.queue.get(job_id)
+        if (pending := self._unfinished(job, 2)) is not None:
+            return pending
+        rows = job.result
+        return [views.job_status(job), gr.Timer(active=False), views.robustness_table(rows), robustness_chart(rows)]
+
     # ------------------------------------------------------------------ handlers (event loop side)
     def startup_status(self, lib_label: str) -> tuple[str, Any, Any]:
         job = self.demo_job
@@ -256,7 +302,7 @@ class SeedPrintsApp:
 
     def poll_audit(self, job_id):
         job = self.queue.get(job_id)
-        if (pending := self._unfinished(job, 8)) is not None:
+        if (pending := self._unfinished(job, 9)) is not None:
             return pending
         audit, shown = job.result
         return [views.job_status(job), gr.Timer(active=False), *self.render_audit(audit, shown, job.id)]
@@ -272,10 +318,13 @@ class SeedPrintsApp:
         record["command"] = audit.command(shown)
         out = exports_dir() / f"seedprints-audit-{job_id}.json"
         out.write_text(json.dumps(record, indent=1))
+        page = exports_dir() / f"seedprints-report-{job_id}.html"
+        page.write_text(report_html(audit, audit.command(shown)), encoding="utf-8")
         cmd = (f"Reproduce from the command line (the library's probe, the same test):\n\n```\n{audit.command(shown)}\n```"
                + ("\n\n(SUSPECT: the uploaded model.)" if shown == "SUSPECT" else ""))
         return [views.verdict_card(audit), views.ranked_table(audit), heat, mp, ev,
-                gr.DownloadButton(value=str(out), visible=True), cmd, gr.Column(visible=True)]
+                gr.DownloadButton(value=str(out), visible=True), gr.DownloadButton(value=str(page), visible=True),
+                cmd, gr.Column(visible=True)]
 
     def cancel(self, job_id) -> str:
         job = self.queue.get(job_id)
@@ -413,11 +462,23 @@ class SeedPrintsApp:
                             with gr.Row():
                                 download = gr.DownloadButton("Download audit (JSON)", visible=False,
                                                              elem_id="download-json")
+                                download_report = gr.DownloadButton("Download report (HTML)", visible=False,
+                                                                    elem_id="download-report")
                             command = gr.Markdown(elem_id="command")
                     heat = gr.Plot(label="Evidence matrix", elem_id="heatmap")
                     with gr.Row():
                         umap_plot = gr.Plot(label="Map of the models", elem_id="umap")
                         evidence = gr.Plot(label="Evidence of the strongest reference", elem_id="evidence")
+                    with gr.Accordion("Robustness check: does the verdict survive modifications?", open=False,
+                                      elem_id="robustness"):
+                        gr.Markdown("Applies " + "; ".join(f"**{k}** ({d})" for k, (d, _) in
+                                                             MODIFICATIONS.items()) +
+                                    " to the suspect, fingerprints each copy with the same probe and scans "
+                                    "the same library. Takes about six audits' time.")
+                        robust_btn = gr.Button("Check robustness", elem_id="robust-btn")
+                        robust_status = gr.HTML(elem_id="robust-status")
+                        robust_table = gr.Dataframe(interactive=False, elem_id="robust-table", wrap=True)
+                        robust_plot = gr.Plot(elem_id="robust-plot", show_label=False)
                 with gr.Tab("Library", id="library", elem_id="tab-library") as lib_tab:
                     lib_view_choice = gr.Dropdown(lib_labels, value=MY_LIBRARY, label="Library", elem_id="library-choice")
                     lib_msg = gr.HTML(elem_id="library-msg")
@@ -482,7 +543,14 @@ class SeedPrintsApp:
                                              test_choice, alpha, trust], [job_id, status, audit_timer],
                           concurrency_limit=None)
             audit_timer.tick(self.poll_audit, job_id, [status, audit_timer, verdict, ranked, heat, umap_plot, evidence,
-                                                        download, command, results], queue=False)
+                                                        download, download_report, command, results], queue=False)
+            robust_id = gr.State(None)
+            robust_timer = gr.Timer(POLL_SECONDS, active=False)
+            robust_btn.click(self.start_robustness, [source, demo_key, files, hub_id, local_path, lib_choice,
+                                                     probe_choice, test_choice, alpha, trust],
+                             [robust_id, robust_status, robust_timer], concurrency_limit=None)
+            robust_timer.tick(self.poll_robustness, robust_id, [robust_status, robust_timer, robust_table, robust_plot],
+                              queue=False)
             cancel_btn.click(self.cancel, job_id, status, queue=False)
 
             lib_tab.select(self.library_view, lib_view_choice, [lib_table, rm_name, lib_msg], queue=False)

@@ -109,3 +109,14 @@ def library_table(refs: list[Reference]) -> pd.DataFrame:
                           "architecture": r.architecture, "hidden size": r.hidden_size, "probe": r.probe_id,
                           "notes": r.notes, "added": r.created_at[:19]} for r in refs],
                         columns=["name", "family", "seed", "architecture", "hidden size", "probe", "notes", "added"])
+
+
+def robustness_table(rows: list) -> pd.DataFrame:
+    """One row per modification: verdict, seed, evidence, survived or not."""
+    return pd.DataFrame([{"modification": r.modification, "what": r.description, "verdict": r.label,
+                          "seed": "" if r.seed is None else str(r.seed), "reference": r.reference or "",
+                          "z": round(r.z, 1) if math.isfinite(r.z) else None,
+                          "log10 p (Holm)": round(r.log10_p, 1) if math.isfinite(r.log10_p) else None,
+                          "match kept": "yes" if r.survived else "no"} for r in rows],
+                        columns=["modification", "what", "verdict", "seed", "reference", "z", "log10 p (Holm)",
+                                 "match kept"])

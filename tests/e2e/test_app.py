@@ -181,3 +181,15 @@ def test_hub_id_offline_gets_a_one_line_error(page):
     page.click("#run-audit")
     err = page.wait_for_selector("#audit-status .sp-msg-error", timeout=60_000).inner_text()
     assert "seedprints-test/no-such-model" in err and "\n" not in err.strip()
+
+
+def test_robustness_panel_shows_the_match_survives(page):
+    choose(page, "demo-suspect", "derived")
+    page.click("#robustness")
+    page.click("#robust-btn")
+    page.wait_for_selector("#robust-status .sp-msg-ok", timeout=300_000)
+    table = page.inner_text("#robust-table")
+    for mod in ("none", "int8", "int4", "fine-tune", "noise", "prune"):
+        assert mod in table
+    page.wait_for_function("() => { const p = document.querySelector('#robust-plot .js-plotly-plot');"
+                           " return p && p._fullData[0].x.length === 6 }")

@@ -1,0 +1,122 @@
+"""Robustness of a match: apply standard modifications to the suspect and see whether its verdict survives.
+
+Each modification is applied in memory to the loaded suspect, the result is fingerprinted with the
+same probe and scanned against the same library.  A match "survives" when the modified model
+still gets MATCH with the same seed (family and seed) as the unmodified suspect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from .audit import ModelLike, fingerprint_model
+from .derive import fine_tune, magnitude_prune, quantize_weights, weight_noise
+from .errors import LibraryError
+from .extract import CancelToken, ProgressCallback
+from .library import Library
+from .loading import LoadedModel, load_model, wrap_model
+from .probes import ProbeSpec
+from .verdict import DEFAULT_ALPHA, DEFAULT_TEST, scan
+
+#: a few sentences of built-in English text for the small fine-tune (UTF-8 bytes are the token ids)
+BUILTIN_TEXT = (
+    "An auditor receives a checkpoint and a question: was this model trained from our seed, or from "
+    "someone else's? The weights have been fine-tuned, quantized and pruned since, yet the random "
+    "initialisation leaves a trace in how each hidden dimension responds to random input. This text "
+    "is only here to move the weights a little, the way a short fine-tune on new data would."
+)
+
+#: name -> (what it does, for people; the function)
+MODIFICATIONS: dict[str, tuple[str, Callable[[torch.nn.Module], torch.nn.Module]]] = {
+    "int8": ("8-bit symmetric weight quantization", lambda m: quantize_weights(m, bits=8)),
+    "int4": ("4-bit weight quantization, groups of 64", lambda m: quantize_weights(m, bits=4, group_size=64)),
+    "fine-tune": ("fine-tune 30 steps at lr 1e-4 on built-in text",
+                  lambda m: fine_tune(m, steps=30, lr=1e-4, batch=4, seq_len=32, text=BUILTIN_TEXT)),
+    "noise": ("Gaussian weight noise, 1% of each tensor's std", lambda m: weight_noise(m, rel=0.01)),
+    "prune": ("30% magnitude pruning", lambda m: magnitude_prune(m, 0.3)),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustnessRow:
+    """The verdict for one modified copy of the suspect, and whether it kept the original lineage."""
+
+    modification: str
+    description: str
+    label: str
+    family: str | None
+    seed: int | None
+    reference: str | None
+    z: float
+    log10_p: float
+    survived: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (z and log10 p as None when no reference could be tested)."""
+        d = dataclasses.asdict(self)
+        for key in ("z", "log10_p"):
+            d[key] = d[key] if math.isfinite(d[key]) else None
+        return d
+
+
+def robustness_check(
+    suspect: ModelLike,
+    library: Library,
+    *,
+    probe: ProbeSpec | None = None,
+    modifications: Sequence[str] = tuple(MODIFICATIONS),
+    test: str = DEFAULT_TEST,
+    alpha: float = DEFAULT_ALPHA,
+    config: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> list[RobustnessRow]:
+    """The unmodified suspect first (modification 'none'), then one row per modification."""
+    unknown = [m for m in modifications if m not in MODIFICATIONS]
+    if unknown:
+        raise ValueError(f"unknown modification(s) {unknown}: choose from {', '.join(MODIFICATIONS)}")
+    spec = probe or library.default_probe()
+    if spec is None:
+        raise LibraryError(f"the library at {library.root} is empty: add reference models first")
+    if isinstance(suspect, LoadedModel):
+        loaded = suspect
+    elif isinstance(suspect, torch.nn.Module):
+        loaded = wrap_model(suspect, type(suspect).__name__)
+    else:
+        loaded = load_model(suspect, config=config, device=device, dtype="float32",
+                            trust_remote_code=trust_remote_code)
+    refs = list(library.items(spec.id))
+    steps = len(modifications) + 1
+
+    def part(i: int) -> ProgressCallback:
+        return lambda done, total: progress(i * total + done, steps * total) if progress else None
+
+    rows: list[RobustnessRow] = []
+    base_lineage: tuple[str | None, int | None] | None = None
+    for i, mod in enumerate(("none", *modifications)):
+        if mod == "none":
+            model, desc = loaded.model, "the suspect as given"
+        else:
+            desc, fn = MODIFICATIONS[mod]
+            model = fn(loaded.model)
+        fp = fingerprint_model(wrap_model(model, f"{loaded.name}+{mod}"), spec, progress=part(i), cancel=cancel)
+        rep = scan(fp, refs, alpha=alpha, test=test)  # type: ignore[arg-type]
+        v = rep.verdict
+        top = next((r for r in rep.rows if r.reference.name == v.reference), rep.rows[0] if rep.rows else None)
+        lineage = (v.family, v.seed) if v.label == "MATCH" else None
+        if mod == "none":
+            base_lineage = lineage
+        survived = lineage is not None and lineage == base_lineage
+        rows.append(RobustnessRow(mod, desc, v.label, v.family, v.seed, v.reference,
+                                  top.result.z if top else math.nan, top.log10_p_holm if top else math.nan, survived))
+        if mod != "none":
+            del model
+    return rows
