@@ -138,7 +138,7 @@ def is_fingerprint_file(path: str) -> bool:
                 return False
             header = json.loads(f.read(n))
         return "seedprints" in (header.get("__metadata__") or {})
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError, AttributeError, TypeError):
         return False
 
 

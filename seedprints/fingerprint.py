@@ -196,7 +196,7 @@ def fingerprint_from_bytes(data: bytes, label: str = "fingerprint") -> Fingerpri
     try:
         header = json.loads(data[8:8 + header_len])
         meta = json.loads(header["__metadata__"][_META_KEY])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
         raise FingerprintFileError(f"{bad}: its header carries no SeedPrints metadata") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise FingerprintFileError(f"{bad}: unknown format {meta.get('format') if isinstance(meta, dict) else None!r}")

@@ -352,6 +352,10 @@ def _load_hf(src: ModelSource, cfg: Any, label: str, dev: torch.device, target: 
         if "Unrecognized configuration class" in msg or "does not recognize this architecture" in msg:
             raise ModelLoadError(f"{label}: architecture {getattr(cfg, 'model_type', '?')!r} is not a causal LM "
                                  "that transformers can load") from None
+        if "weights only load failed" in msg.lower() or "unpickl" in msg.lower() or type(exc).__name__ == "UnpicklingError":
+            bins = ", ".join(p.name for p in Path(folder).glob("*.bin")) or "its .bin file"
+            raise ModelLoadError(f"{label}: {bins} contains pickled code that could run when loaded: refused as "
+                                 "unsafe; convert the checkpoint to .safetensors from a source you trust") from None
         raise ModelLoadError(f"cannot load weights of {label}: {msg}") from None
     finally:
         if tmp is not None:

@@ -22,6 +22,13 @@ DEFAULT_MAX_UPLOAD_BYTES = 2 << 30
 MAX_ZIP_MEMBERS = 2_000
 MAX_RATIO = 200
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+#: what zipfile and the file system raise on damaged, exotic or self-contradicting archives
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError,
+               UnicodeDecodeError, ValueError, IndexError)
+
+
+def _first(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
 
 
 def _mb(n: int) -> str:
@@ -79,23 +86,28 @@ def extract_model_zip(path: str | os.PathLike[str], dest: str | os.PathLike[str]
     p, out = Path(path), Path(dest)
     try:
         zf = zipfile.ZipFile(p)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise UploadError(f"{p.name} is not a valid zip archive ({exc}): zip the model folder again") from None
+    except _ZIP_ERRORS as exc:
+        raise UploadError(f"{p.name} is not a valid zip archive ({_first(exc)}): zip the model folder again") from None
     with zf:
-        infos = [i for i in zf.infolist() if not i.is_dir()]
-        if len(infos) > MAX_ZIP_MEMBERS:
-            raise UploadError(f"{p.name} has {len(infos)} files, more than the limit of {MAX_ZIP_MEMBERS}: "
+        all_infos = zf.infolist()
+        if len(all_infos) > MAX_ZIP_MEMBERS:
+            raise UploadError(f"{p.name} has {len(all_infos)} entries, more than the limit of {MAX_ZIP_MEMBERS}: "
                               "zip only the model folder")
-        total = 0
-        for info in infos:
+        for info in all_infos:
             _check_member(p.name, info)
-            total += info.file_size
+        infos = [i for i in all_infos if not i.filename.endswith("/")]
+        total = sum(info.file_size for info in infos)
         if total > max_bytes:
             raise UploadError(f"{p.name} would expand to {_mb(total)}, over this server's {_mb(max_bytes)} limit: refused")
-        for info in infos:
-            target = out.joinpath(*PurePosixPath(info.filename).parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _copy_member(zf, info, target, p.name)
+        try:
+            for info in infos:
+                target = out.joinpath(*PurePosixPath(info.filename).parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _copy_member(zf, info, target, p.name)
+        except UploadError:
+            raise
+        except _ZIP_ERRORS as exc:
+            raise UploadError(f"{p.name} cannot be unpacked ({_first(exc)}): zip the model folder again") from None
     configs = sorted(out.rglob("config.json"), key=lambda c: len(c.parts))
     if not configs:
         raise UploadError(f"{p.name} has no config.json: zip the folder that save_pretrained() wrote")
@@ -107,6 +119,8 @@ def _check_member(archive: str, info: zipfile.ZipInfo) -> None:
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts or not parts:
         raise UploadError(f"{archive} contains an unsafe path {name!r} (absolute or with '..'): refused")
+    if not name.strip("/") or any(part in (".", "") for part in name.replace("\\", "/").rstrip("/").split("/")):
+        raise UploadError(f"{archive} contains an empty or '.' path {name!r}: refused")
     if stat.S_ISLNK(info.external_attr >> 16):
         raise UploadError(f"{archive} contains a symbolic link ({name!r}): refused")
     if info.compress_size and info.file_size > (1 << 20) and info.file_size / info.compress_size > MAX_RATIO:
@@ -124,5 +138,6 @@ def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archi
                 if written > info.file_size:
                     raise UploadError(f"{archive}: {info.filename!r} expands beyond its declared size: refused")
                 dst.write(chunk)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise UploadError(f"{archive}: {info.filename!r} is corrupt ({exc}): zip the model folder again") from None
+    except _ZIP_ERRORS as exc:
+        raise UploadError(f"{archive}: {info.filename!r} is corrupt or cannot be unpacked ({_first(exc)}): "
+                          "zip the model folder again") from None
