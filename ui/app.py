@@ -101,6 +101,13 @@ class SeedPrintsApp:
         threading.Thread(target=_warm_up_umap, name="seedprints-umap-warmup", daemon=True).start()
         return paths
 
+    def _clean_up(self, work: Path | None, files: list[str] | None) -> None:
+        """Delete a job's scratch folder; in public mode also the uploaded files themselves."""
+        remove_dir(work)
+        if self.cfg.public:
+            for f in files or []:
+                Path(f).unlink(missing_ok=True)
+
     def _resolve_model(self, source: str, demo_key: str | None, files: list[str] | None, hub_id: str,
                        local_path: str, work: Path | None) -> tuple[str | Path, str]:
         """(model path or Hub id, display name) for the chosen source; checks what can be checked early."""
@@ -161,7 +168,7 @@ class SeedPrintsApp:
                 shown = "SUSPECT" if source == SOURCE_UPLOAD else str(model)
                 return audit, shown
             finally:
-                remove_dir(work)
+                self._clean_up(work, files)
 
         return run
 
@@ -192,7 +199,7 @@ class SeedPrintsApp:
                               keep="all" if full else 0.2)
                 return f"Added {ref.name} ({ref.lineage}) to {lib_label}."
             finally:
-                remove_dir(work)
+                self._clean_up(work, files)
 
         return run
 
@@ -215,7 +222,7 @@ class SeedPrintsApp:
                                         trust_remote_code=bool(trust) and self.cfg.local_paths, progress=progress,
                                         cancel=job.cancel_event)
             finally:
-                remove_dir(work)
+                self._clean_up(work, files)
 
         return run
 
@@ -419,7 +426,8 @@ class SeedPrintsApp:
         add_sources = [SOURCE_UPLOAD, SOURCE_HUB] + ([SOURCE_PATH] if cfg.local_paths else [])
         demo_choices = [f"{k}: {v}" for k, v in SUSPECTS.items()]
         lib_labels = list(libraries())
-        with gr.Blocks(title="SeedPrints") as blocks:
+        # public mode: Gradio's own upload cache is swept hourly as well (each job deletes its uploads at its end)
+        with gr.Blocks(title="SeedPrints", delete_cache=(3600, 3600) if cfg.public else None) as blocks:
             gr.Markdown(INTRO, elem_id="intro")
             if cfg.public:
                 gr.Markdown(f"Public server: uploads up to {cfg.max_upload_bytes / 2**20:,.0f} MB, no local paths, "

@@ -117,7 +117,11 @@ def small_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def public_server(app_server) -> Iterator[AppServer]:
-    """A second app process in public mode on the same data folder (the demo is already built)."""
-    server = AppServer(app_server.data_dir, extra=["--public", "--max-upload-mb", "1"])
+    """A second app process in public mode on the same data folder, started once the first built the demo."""
+    marker = app_server.data_dir / "demo" / "demo.json"
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not marker.is_file() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    server = AppServer(app_server.data_dir, extra=["--public", "--max-upload-mb", "20"])
     yield server
     server.stop()

@@ -193,3 +193,30 @@ def test_robustness_panel_shows_the_match_survives(page):
         assert mod in table
     page.wait_for_function("() => { const p = document.querySelector('#robust-plot .js-plotly-plot');"
                            " return p && p._fullData[0].x.length === 6 }")
+
+
+def test_public_mode_upload_limit_and_cleanup(browser, public_server, small_model, big_suspect):
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    pg.goto(public_server.url)
+    pg.wait_for_selector("#startup .sp-msg-ok", timeout=120_000)
+    pg.click("#source label:has-text('upload files')")
+    # over the 20 MB limit: refused by the server, nothing is audited
+    pg.set_input_files("#upload input[type=file]", [str(big_suspect / "config.json"),
+                                                    str(big_suspect / "model.safetensors")])
+    pg.wait_for_selector("text=/exceeds|too large|maximum/i", timeout=30_000)
+    assert pg.locator("#verdict .sp-verdict").count() == 0
+    # within the limit: audited, then the uploaded files are gone from the server
+    pg.reload()
+    pg.wait_for_selector("#startup .sp-msg-ok", timeout=120_000)
+    pg.click("#source label:has-text('upload files')")
+    pg.set_input_files("#upload input[type=file]", [str(small_model / "config.json"),
+                                                    str(small_model / "model.safetensors")])
+    pg.wait_for_selector("#upload :text('model.safetensors')")
+    pg.click("#run-audit")
+    pg.wait_for_selector("#audit-status .sp-msg-ok", timeout=120_000)
+    assert pg.inner_text("#verdict .sp-verdict-label") == "NO MATCH"
+    log = public_server.log.read_text()
+    assert "Traceback" not in log
+    ctx.close()
