@@ -24,6 +24,7 @@ from . import views
 from .context import (DEMO_LIBRARY, MY_LIBRARY, AppConfig, Throughput, exports_dir, libraries, open_library,
                       probe_choices, remove_dir, scratch_dir)
 from .jobs import DONE, FINISHED, Job, JobQueue
+from .learn import build_learn_tab
 
 SOURCE_DEMO, SOURCE_UPLOAD, SOURCE_HUB, SOURCE_PATH = "demo suspect", "upload files", "Hugging Face Hub id", "local path"
 TEST_CALIBRATED = "calibrated (default: holds its error rate)"
@@ -525,6 +526,7 @@ class SeedPrintsApp:
                             import_file = gr.File(label="Library .zip to import", file_types=[".zip"],
                                                   elem_id="import-file")
                             import_btn = gr.Button("Import", elem_id="import-btn")
+                build_learn_tab(self)
                 with gr.Tab("About", id="about", elem_id="tab-about"):
                     gr.Markdown(ABOUT)
 
