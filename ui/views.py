@@ -33,8 +33,9 @@ def job_status(job: Job | None, position: int = 0) -> str:
         return message("Ready. Choose a suspect and press Run audit.")
     label = html.escape(job.label)
     if job.state == QUEUED:
-        return (f'<div class="sp-status" data-state="queued">Queued: {label}<br>'
-                f'<b>{position} job(s) ahead</b> (one extraction runs at a time on this server). '
+        ahead = (f"<b>{position} job(s) ahead</b> (one extraction runs at a time on this server). "
+                 if position else "Starting now. ")
+        return (f'<div class="sp-status" data-state="queued">Queued: {label}<br>{ahead}'
                 'Cancel removes it from the queue.</div>')
     if job.state == DONE:
         return message(f"Done: {job.label} in {_fmt_seconds(job.elapsed())}.", "ok")

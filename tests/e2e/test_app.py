@@ -26,7 +26,8 @@ def choose(page, elem_id: str, text: str) -> None:
 def run_demo_audit(page, suspect: str) -> str:
     choose(page, "demo-suspect", suspect)
     page.click("#run-audit")
-    page.wait_for_selector("#audit-status .sp-msg-ok", timeout=120_000)
+    # wait for this audit's own end message (a previous audit's may still be on screen)
+    page.wait_for_selector(f"#audit-status .sp-msg-ok:has-text('audit of {suspect}')", timeout=120_000)
     page.wait_for_selector("#verdict .sp-verdict")
     return page.inner_text("#verdict .sp-verdict-label")
 
