@@ -18,7 +18,9 @@ ProgressCallback = Callable[[int, int], None]
 class CancelToken(Protocol):
     """Anything with ``is_set()``; a ``threading.Event`` works."""
 
-    def is_set(self) -> bool: ...
+    def is_set(self) -> bool:
+        """True once cancellation was requested."""
+        ...
 
 
 def check_probe_fits(loaded: LoadedModel, spec: ProbeSpec) -> None:

@@ -55,18 +55,22 @@ class Fingerprint:
 
     @property
     def name(self) -> str:
+        """The model name recorded in the fingerprint."""
         return self.model.name
 
     @property
     def n(self) -> int:
+        """Number of probe samples N."""
         return int(self.features.shape[0])
 
     @property
     def d(self) -> int:
+        """Hidden size D of the model."""
         return int(self.column_means.shape[0])
 
     @property
     def is_full(self) -> bool:
+        """True when all D feature columns are stored."""
         return len(self.columns) == self.d
 
     def full_features(self) -> np.ndarray:

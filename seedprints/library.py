@@ -128,6 +128,7 @@ class Library:
 
     @property
     def index_path(self) -> Path:
+        """Path of the SQLite index."""
         return self.root / "index.sqlite"
 
     def _connect(self) -> sqlite3.Connection:

@@ -65,10 +65,12 @@ class LoadedModel:
 
     @property
     def name(self) -> str:
+        """The model's display name."""
         return self.facts.name
 
     @property
     def device(self) -> torch.device:
+        """Device of the model's first parameter."""
         return next(self.model.parameters()).device
 
 
@@ -83,6 +85,7 @@ class ModelSource:
 
     @property
     def name(self) -> str:
+        """A short name for the source: the Hub id, or the file or folder name."""
         if self.kind == "hub":
             return self.location
         p = Path(self.location)

@@ -39,6 +39,7 @@ class EvidenceMatrix:
 
     @property
     def n(self) -> int:
+        """Number of models in the matrix."""
         return len(self.names)
 
     def symmetric_z(self) -> np.ndarray:

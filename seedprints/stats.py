@@ -46,10 +46,12 @@ class _View:
 
     @property
     def n(self) -> int:
+        """Number of samples."""
         return int(self.features.shape[0])
 
     @property
     def d(self) -> int:
+        """Number of dimensions."""
         return int(self.column_means.shape[0])
 
     def take(self, cols: np.ndarray) -> np.ndarray:

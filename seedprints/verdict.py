@@ -44,6 +44,7 @@ class RefInfo:
 
     @property
     def lineage(self) -> str:
+        """'family seed 42' style label for people."""
         return lineage_label(self.family, self.seed)
 
 
@@ -57,6 +58,7 @@ class ScanRow:
     significant: bool
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form of the row."""
         r = self.result
         return {"name": self.reference.name, "family": self.reference.family, "seed": self.reference.seed,
                 "statistic": r.statistic, "z": r.z, "log10_p": r.log10_pvalue, "p": r.pvalue,

@@ -81,6 +81,7 @@ class ZooModel:
 
     @property
     def key(self) -> str:
+        """Stable short hash of the configuration (names the zoo folder)."""
         return f"{self.arch}/seed{self.seed}/{self.stage}"
 
     def same_lineage(self, other: ZooModel) -> bool:

@@ -229,6 +229,7 @@ class SeedPrintsApp:
 
     def start_robustness(self, source, demo_key, files, hub_id, local_path, lib_label, probe_label, test_label, alpha,
                          trust, request: gr.Request):
+        """Queue a robustness check of the chosen suspect; returns job id, status, timer."""
         try:
             self._resolve_model(source, demo_key, files, hub_id, local_path, None)
             if len(open_library(lib_label)) == 0:
@@ -242,6 +243,7 @@ class SeedPrintsApp:
         return job.id, views.job_status(job, self.queue.position(job)), gr.Timer(active=True)
 
     def poll_robustness(self, job_id):
+        """Status of the robustness job, and its table and chart once done."""
         job = self.queue.get(job_id)
         if (pending := self._unfinished(job, 2)) is not None:
             return pending
@@ -250,6 +252,7 @@ class SeedPrintsApp:
 
     # ------------------------------------------------------------------ handlers (event loop side)
     def startup_status(self, lib_label: str) -> tuple[str, Any, Any]:
+        """Banner while the demo library builds; refreshes the probe list when ready."""
         job = self.demo_job
         if job.state in FINISHED:
             if job.state == DONE:
@@ -261,10 +264,12 @@ class SeedPrintsApp:
         return views.job_status(job, self.queue.position(job)), gr.Timer(active=True), gr.skip()
 
     def library_choices(self, current: str | None = None) -> Any:
+        """Dropdown of the libraries on this server, keeping the current choice."""
         labels = list(libraries())
         return gr.Dropdown(choices=labels, value=current if current in labels else labels[0])
 
     def audit_probe_choices(self, lib_label: str) -> Any:
+        """Dropdown of the probes an audit can use with this library."""
         try:
             labels = list(probe_choices(open_library(lib_label), self.throughput))
         except SeedPrintsError:
@@ -272,6 +277,7 @@ class SeedPrintsApp:
         return gr.Dropdown(choices=labels, value=labels[0] if labels else None)
 
     def add_probe_choices(self, lib_label: str) -> Any:
+        """Dropdown of the probes a new reference can be fingerprinted with."""
         try:
             labels = list(probe_choices(open_library(lib_label), self.throughput, with_presets=True))
         except SeedPrintsError:
@@ -280,6 +286,7 @@ class SeedPrintsApp:
 
     def start_audit(self, source, demo_key, files, hub_id, local_path, lib_label, probe_label, test_label, alpha,
                     trust, request: gr.Request):
+        """Check the form and queue an audit; returns job id, status and an active timer."""
         try:
             self._resolve_model(source, demo_key, files, hub_id, local_path, None)
             alpha = float(alpha)
@@ -309,6 +316,7 @@ class SeedPrintsApp:
         return None
 
     def poll_audit(self, job_id):
+        """Status of the audit job, and all result components once it is done."""
         job = self.queue.get(job_id)
         if (pending := self._unfinished(job, 9)) is not None:
             return pending
@@ -316,6 +324,7 @@ class SeedPrintsApp:
         return [views.job_status(job), gr.Timer(active=False), *self.render_audit(audit, shown, job.id)]
 
     def render_audit(self, audit: LibraryAudit, shown: str, job_id: str) -> list[Any]:
+        """Verdict card, table, figures, downloads and command for a finished audit."""
         m = audit.matrix
         heat = evidence_heatmap(m)
         mp = embedding_map(audit.embedding, m.names, m.lineages, suspect_index=0)
@@ -335,6 +344,7 @@ class SeedPrintsApp:
                 cmd, gr.Column(visible=True)]
 
     def cancel(self, job_id) -> str:
+        """Cancel the session's job: drop it from the queue or stop it before its next batch."""
         job = self.queue.get(job_id)
         if job is None or job.state in FINISHED:
             return views.message("Nothing to cancel.")
@@ -343,6 +353,7 @@ class SeedPrintsApp:
             "Cancelling: the extraction stops before its next batch.")
 
     def library_view(self, lib_label: str):
+        """Table, reference names and a note for the chosen library."""
         try:
             lib = open_library(lib_label)
             refs = lib.list()
@@ -356,6 +367,7 @@ class SeedPrintsApp:
 
     def start_add(self, source, files, hub_id, local_path, lib_label, probe_label, name, family, seed, notes, full,
                   request: gr.Request):
+        """Check the form and queue fingerprinting a model into the chosen library."""
         try:
             if lib_label == DEMO_LIBRARY:
                 raise LibraryError("the demo library is read-only: choose 'my library' to add models")
@@ -377,6 +389,7 @@ class SeedPrintsApp:
         return job.id, views.job_status(job, self.queue.position(job)), gr.Timer(active=True)
 
     def poll_add(self, job_id, lib_label):
+        """Status of the add job; refreshes the library table once done."""
         job = self.queue.get(job_id)
         if (pending := self._unfinished(job, 3)) is not None:
             return pending
@@ -384,6 +397,7 @@ class SeedPrintsApp:
         return [views.message(job.result, "ok"), gr.Timer(active=False), table, names, note]
 
     def remove(self, lib_label, name):
+        """Remove one reference from a writable library."""
         try:
             if lib_label == DEMO_LIBRARY:
                 raise LibraryError("the demo library is read-only")
@@ -397,6 +411,7 @@ class SeedPrintsApp:
         return table, names, msg
 
     def export(self, lib_label):
+        """Export the chosen library as a zip for download."""
         try:
             lib = open_library(lib_label)
             if len(lib) == 0:
@@ -408,6 +423,7 @@ class SeedPrintsApp:
         return gr.File(value=str(out), visible=True), views.message(f"Exported {len(lib)} reference(s).", "ok")
 
     def import_zip(self, lib_label, file):
+        """Import a library zip (validated completely first) into a writable library."""
         try:
             if lib_label == DEMO_LIBRARY:
                 raise LibraryError("the demo library is read-only: import into 'my library'")
@@ -422,6 +438,7 @@ class SeedPrintsApp:
 
     # ------------------------------------------------------------------ layout
     def build(self) -> gr.Blocks:
+        """Lay out the tabs and wire every event; returns the Blocks."""
         cfg = self.cfg
         sources = [SOURCE_DEMO, SOURCE_UPLOAD, SOURCE_HUB] + ([SOURCE_PATH] if cfg.local_paths else [])
         add_sources = [SOURCE_UPLOAD, SOURCE_HUB] + ([SOURCE_PATH] if cfg.local_paths else [])

@@ -75,6 +75,7 @@ class Throughput:
         self._lock = threading.Lock()
 
     def rate(self) -> float | None:
+        """Measured parameters x tokens per second, or None before the first extraction."""
         try:
             return float(json.loads(self.path.read_text())["param_tokens_per_s"])
         except (OSError, ValueError, KeyError, TypeError):
