@@ -228,3 +228,27 @@ def test_public_mode_upload_limit_and_cleanup(browser, public_server, small_mode
     log = public_server.log.read_text()
     assert "Traceback" not in log
     ctx.close()
+
+
+def test_library_export_remove_import_roundtrip(page, small_model, tmp_path):
+    page.click("button[role=tab]:has-text('Library')")
+    page.wait_for_selector("#library-msg:has-text('my library')")
+    if "e2e-seed5" not in page.inner_text("#library-table"):  # this test may run alone
+        test_add_model_to_my_library(page, small_model)
+    page.click("#add-model >> text=Add a model")  # fold the add form away
+    page.click("text=Remove, export, import")
+    page.click("#export-btn")
+    page.wait_for_selector("#library-msg .sp-msg-ok:has-text('Exported')")
+    with page.expect_download() as dl:
+        page.click("#export-file a[download], #export-file a")
+    archive = tmp_path / "my-library.zip"
+    archive.write_bytes(Path(dl.value.path()).read_bytes())
+    choose(page, "remove-name", "e2e-seed5")
+    page.click("#remove-btn")
+    page.wait_for_selector("#library-msg .sp-msg-ok:has-text('Removed e2e-seed5')")
+    assert "e2e-seed5" not in page.inner_text("#library-table")
+    page.set_input_files("#import-file input[type=file]", str(archive))
+    page.wait_for_selector("#import-file :text('my-library.zip')")
+    page.click("#import-btn")
+    page.wait_for_selector("#library-msg .sp-msg-ok:has-text('Imported 1 reference')")
+    page.wait_for_selector("#library-table:has-text('e2e-seed5')")
