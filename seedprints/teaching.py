@@ -233,14 +233,17 @@ class IdentityOverlap:
 
     @property
     def count(self) -> int:
+        """How many identity dimensions the two profiles share."""
         return int(len(self.shared))
 
     @property
     def expected(self) -> float:
+        """Shared dimensions expected by chance: k * k / D."""
         return self.k * self.k / self.d
 
     @property
     def chance_p(self) -> float:
+        """Hypergeometric chance of sharing at least this many dimensions."""
         return float(sps.hypergeom.sf(self.count - 1, self.d, self.k, self.k))
 
 
@@ -356,15 +359,18 @@ class Lesson:
         return len(self._memo)
 
     def init_model(self, seed: int) -> torch.nn.Module:
+        """The tiny model freshly initialised from ``seed`` (cached)."""
         return self._get(("init", seed), lambda: tiny_model(seed))
 
     def init_fingerprint(self, seed: int, spec: ProbeSpec, progress: Progress | None = None,
                          cancel: Any = None) -> Fingerprint:
+        """Fingerprint of the initialised model on ``spec`` (cached)."""
         return self._get(("init-fp", seed, spec.id),
                          lambda: fingerprint(self.init_model(seed), spec, f"seed {seed} (init)", progress, cancel))
 
     def trained(self, seed: int, steps: int, lr: float, data_seed: int = 0, progress: Progress | None = None,
                 cancel: Any = None) -> Trained:
+        """The initialised model trained for ``steps`` at ``lr``, with its losses (cached)."""
         def make() -> Trained:
             model, losses = train_with_losses(self.init_model(seed), steps, lr, data_seed, progress=progress,
                                               cancel=cancel)
@@ -374,6 +380,7 @@ class Lesson:
 
     def trained_fingerprint(self, seed: int, steps: int, lr: float, data_seed: int, spec: ProbeSpec,
                             progress: Progress | None = None, cancel: Any = None) -> Fingerprint:
+        """Fingerprint of the trained model on ``spec`` (cached)."""
         def make() -> Fingerprint:
             t = self.trained(seed, steps, lr, data_seed, progress, cancel)
             return fingerprint(t.model, spec, f"seed {seed} trained", progress, cancel)
