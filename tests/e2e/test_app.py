@@ -108,7 +108,7 @@ def test_upload_weights_and_config_audits_the_upload(page, small_model):
     page.click("#source label:has-text('upload files')")
     page.set_input_files("#upload input[type=file]", [str(small_model / "config.json"),
                                                       str(small_model / "model.safetensors")])
-    page.wait_for_selector("#upload :text('model.safetensors')", state="attached", timeout=120_000)
+    page.wait_for_selector("#upload :text('model.safetensors')")
     page.click("#run-audit")
     page.wait_for_selector("#audit-status .sp-msg-ok", timeout=120_000)
     assert page.inner_text("#verdict .sp-verdict-label") == "NO MATCH"
@@ -118,7 +118,7 @@ def test_upload_weights_and_config_audits_the_upload(page, small_model):
 def test_weights_without_config_get_a_one_line_error(page, small_model):
     page.click("#source label:has-text('upload files')")
     page.set_input_files("#upload input[type=file]", [str(small_model / "model.safetensors")])
-    page.wait_for_selector("#upload :text('model.safetensors')", state="attached", timeout=120_000)
+    page.wait_for_selector("#upload :text('model.safetensors')")
     page.click("#run-audit")
     err = page.wait_for_selector("#audit-status .sp-msg-error", timeout=60_000).inner_text()
     assert "config.json" in err and "\n" not in err.strip()
@@ -221,7 +221,7 @@ def test_public_mode_upload_limit_and_cleanup(browser, public_server, small_mode
     pg.click("#source label:has-text('upload files')")
     pg.set_input_files("#upload input[type=file]", [str(small_model / "config.json"),
                                                     str(small_model / "model.safetensors")])
-    pg.wait_for_selector("#upload :text('model.safetensors')", state="attached", timeout=120_000)
+    pg.wait_for_selector("#upload :text('model.safetensors')")
     pg.click("#run-audit")
     pg.wait_for_selector("#audit-status .sp-msg-ok", timeout=120_000)
     assert pg.inner_text("#verdict .sp-verdict-label") == "NO MATCH"
