@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
-import zlib
-
 
 class SeedPrintsError(Exception):
     """Base class; str(err) is a single line that names the problem and, where possible, the fix."""
@@ -43,14 +40,3 @@ class LibraryError(SeedPrintsError):
 
 class UploadError(SeedPrintsError):
     """An uploaded file or archive was refused (size, type, unsafe paths)."""
-
-
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first line of an exception's text (its type name when empty), for one-line messages."""
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:limit]
-
-
-#: what zipfile and the file system raise on damaged, exotic or self-contradicting archives
-ZIP_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError,
-                                               NotImplementedError, UnicodeDecodeError, ValueError, IndexError)

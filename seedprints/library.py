@@ -15,12 +15,13 @@ import sqlite3
 import stat
 import uuid
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ZIP_ERRORS, FingerprintFileError, LibraryError, first_line
+from .errors import FingerprintFileError, LibraryError
 from .fingerprint import Fingerprint, atomic_write_bytes, fingerprint_from_bytes, load_fingerprint
 from .probes import ProbeSpec
 from .verdict import lineage_label
@@ -31,6 +32,15 @@ MAX_ARCHIVE_MEMBERS = 10_000
 MAX_MEMBER_BYTES = 512 << 20
 MAX_ARCHIVE_BYTES = 8 << 30
 MAX_COMPRESSION_RATIO = 200
+#: what zipfile raises on damaged or exotic archives (encryption, unknown compression, bad names)
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError,
+               UnicodeDecodeError, ValueError, IndexError)
+
+
+def _first(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+
+
 _MEMBER = re.compile(r"^fingerprints/[0-9a-f]{16,32}\.safetensors$")
 
 _SCHEMA = """
@@ -286,8 +296,8 @@ def read_library_archive(path: str | os.PathLike[str]) -> list[tuple[Reference, 
         raise LibraryError(f"no such library archive: {os.fspath(path)!r}")
     try:
         zf = zipfile.ZipFile(p)
-    except ZIP_ERRORS as exc:
-        raise LibraryError(f"{p.name} is not a valid zip archive ({first_line(exc, 160)})") from None
+    except _ZIP_ERRORS as exc:
+        raise LibraryError(f"{p.name} is not a valid zip archive ({_first(exc)})") from None
     with zf:
         infos = zf.infolist()
         if len(infos) > MAX_ARCHIVE_MEMBERS:
@@ -357,8 +367,8 @@ def _read_member(zf: zipfile.ZipFile, name: str) -> bytes:
     try:
         with zf.open(info) as f:
             data = f.read(limit + 1)
-    except ZIP_ERRORS as exc:
-        raise LibraryError(f"archive entry {name!r} is corrupt or uses an unsupported zip feature ({first_line(exc, 160)}): "
+    except _ZIP_ERRORS as exc:
+        raise LibraryError(f"archive entry {name!r} is corrupt or uses an unsupported zip feature ({_first(exc)}): "
                            "refused") from None
     if len(data) > limit:
         raise LibraryError(f"archive entry {name!r} expands beyond its declared size: refused")

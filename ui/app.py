@@ -79,15 +79,6 @@ def _warm_up_umap() -> None:
     embed_2d(d)
 
 
-def _staged(job: Job, stage: str):
-    """Progress callback for the engine that also names the job's current stage."""
-    def progress(done: int, total: int) -> None:
-        job.stage = stage
-        job.progress(done, total)
-
-    return progress
-
-
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", "") or ""
 
@@ -154,7 +145,7 @@ class SeedPrintsApp:
 
     def _audit_job(self, source: str, demo_key: str | None, files: list[str] | None, hub_id: str, local_path: str,
                    lib_label: str, probe_label: str | None, test: str, alpha: float, trust: bool):
-        def run(job: Job) -> tuple[LibraryAudit, str, Path, Path]:
+        def run(job: Job) -> tuple[LibraryAudit, str]:
             work = scratch_dir() if source == SOURCE_UPLOAD else None
             try:
                 job.stage = "preparing the suspect"
@@ -163,7 +154,10 @@ class SeedPrintsApp:
                 probes = probe_choices(lib, self.throughput)
                 spec = probes.get(probe_label or "") or lib.default_probe()
                 job.stage = "loading the suspect model"
-                progress = _staged(job, "extracting probe activations")
+
+                def progress(done: int, total: int) -> None:
+                    job.stage = "extracting probe activations"
+                    job.progress(done, total)
 
                 audit = audit_library(model, lib, name=name, probe=spec, test=test, alpha=alpha,
                                       cache=FingerprintCache(default_cache()), device=self.cfg.device,
@@ -173,8 +167,7 @@ class SeedPrintsApp:
                     self.throughput.record(audit.suspect.model.n_params, audit.suspect.spec.n_tokens,
                                            audit.seconds["fingerprint"])
                 shown = "SUSPECT" if source == SOURCE_UPLOAD else str(model)
-                job.stage = "writing the JSON record and the HTML report"
-                return audit, shown, *self._write_exports(audit, shown, job.id)
+                return audit, shown
             finally:
                 self._clean_up(work, files)
 
@@ -192,7 +185,10 @@ class SeedPrintsApp:
                 if spec is None:
                     raise LibraryError("choose a probe from the list")
                 job.stage = "loading the model"
-                progress = _staged(job, "extracting probe activations")
+
+                def progress(done: int, total: int) -> None:
+                    job.stage = "extracting probe activations"
+                    job.progress(done, total)
 
                 t0 = time.perf_counter()
                 fp = fingerprint_model(model, spec, name=name or default_name, cache=FingerprintCache(default_cache()),
@@ -218,7 +214,10 @@ class SeedPrintsApp:
                 lib = open_library(lib_label)
                 spec = probe_choices(lib, self.throughput).get(probe_label or "") or lib.default_probe()
                 job.stage = "loading the suspect model"
-                progress = _staged(job, "fingerprinting the suspect and its modified copies")
+
+                def progress(done: int, total: int) -> None:
+                    job.stage = "fingerprinting the suspect and its modified copies"
+                    job.progress(done, total)
 
                 return robustness_check(model, lib, probe=spec, test=test, alpha=alpha, device=self.cfg.device,
                                         trust_remote_code=bool(trust) and self.cfg.local_paths, progress=progress,
@@ -321,20 +320,10 @@ class SeedPrintsApp:
         job = self.queue.get(job_id)
         if (pending := self._unfinished(job, 9)) is not None:
             return pending
-        return [views.job_status(job), gr.Timer(active=False), *self.render_audit(*job.result)]
+        audit, shown = job.result
+        return [views.job_status(job), gr.Timer(active=False), *self.render_audit(audit, shown, job.id)]
 
-    @staticmethod
-    def _write_exports(audit: LibraryAudit, shown: str, job_id: str) -> tuple[Path, Path]:
-        """The audit's JSON record and HTML report, written once by the worker for the download buttons."""
-        record = audit.to_dict()
-        record["command"] = audit.command(shown)
-        out = exports_dir() / f"seedprints-audit-{job_id}.json"
-        out.write_text(json.dumps(record, indent=1))
-        page = exports_dir() / f"seedprints-report-{job_id}.html"
-        page.write_text(report_html(audit, audit.command(shown)), encoding="utf-8")
-        return out, page
-
-    def render_audit(self, audit: LibraryAudit, shown: str, out: Path, page: Path) -> list[Any]:
+    def render_audit(self, audit: LibraryAudit, shown: str, job_id: str) -> list[Any]:
         """Verdict card, table, figures, downloads and command for a finished audit."""
         m = audit.matrix
         heat = evidence_heatmap(m)
@@ -342,6 +331,12 @@ class SeedPrintsApp:
         top = audit.report.rows[0] if audit.report.rows else None
         ev = (evidence_plot(top.result, top.reference.name, audit.suspect.name)
               if top is not None and not top.result.inconclusive else None)
+        record = audit.to_dict()
+        record["command"] = audit.command(shown)
+        out = exports_dir() / f"seedprints-audit-{job_id}.json"
+        out.write_text(json.dumps(record, indent=1))
+        page = exports_dir() / f"seedprints-report-{job_id}.html"
+        page.write_text(report_html(audit, audit.command(shown)), encoding="utf-8")
         cmd = (f"Reproduce from the command line (the library's probe, the same test):\n\n```\n{audit.command(shown)}\n```"
                + ("\n\n(SUSPECT: the uploaded model.)" if shown == "SUSPECT" else ""))
         return [views.verdict_card(audit), views.ranked_table(audit), heat, mp, ev,
