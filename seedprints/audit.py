@@ -14,9 +14,10 @@ import torch
 from . import __version__
 from .cache import FingerprintCache
 from .errors import IncompatibleFingerprintsError, LibraryError
-from .extract import CancelToken, ProgressCallback, extract_features
+from .extract import CancelToken, extract_checkpoint, extract_features
 from .fingerprint import Fingerprint
-from .loading import LoadedModel, load_model, resolve_source, source_weights_hash, wrap_model
+from .loading import LoadedModel, download_from_hub, resolve_source, source_weights_hash, wrap_model
+from .progress import ProgressCallback
 from .library import Library, Reference
 from .probes import ProbeSpec
 from .similarity import Embedding, EvidenceMatrix, embed_2d, pairwise_evidence
@@ -37,13 +38,16 @@ def fingerprint_model(
     dtype: str = "auto",
     trust_remote_code: bool = False,
     batch_size: int | None = None,
+    max_memory: str | int | None = None,
+    stream: bool | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Fingerprint:
     """Full fingerprint of a model given as a path, Hub id, loaded model or in-memory module.
 
     With a cache, a checkpoint whose (weights hash, probe id) was seen before is neither
-    loaded nor run again.
+    loaded nor run again.  A checkpoint larger than ``max_memory`` (default: 60% of available
+    memory) is run layer by layer; ``stream`` True/False forces either path.
     """
     loaded: LoadedModel | None = None
     if isinstance(model, (str, os.PathLike)):
@@ -57,20 +61,26 @@ def fingerprint_model(
     def cached() -> Fingerprint | None:
         hit = cache.get(weights_hash, spec.id) if cache is not None and weights_hash is not None else None
         if hit is not None and progress:
-            progress(spec.n_samples, spec.n_samples)
+            progress("fingerprint found in the cache", spec.n_samples, spec.n_samples)
         return None if hit is None else hit.with_name(label)
 
     if (hit := cached()) is not None:
         return hit
     if loaded is None:
-        loaded = load_model(model, config=config, device=device, dtype=dtype,  # type: ignore[arg-type]
-                            trust_remote_code=trust_remote_code, name=label)
-        if weights_hash is None:
-            weights_hash = loaded.facts.weights_hash
+        if weights_hash is None:  # a Hub id: download, then look again
+            src = download_from_hub(src.location)
+            weights_hash = source_weights_hash(src)
             if (hit := cached()) is not None:
                 return hit
-    feats = extract_features(loaded, spec, batch_size=batch_size, progress=progress, cancel=cancel)
-    fp = Fingerprint.from_features(spec, feats, loaded.facts)
+        feats, facts = extract_checkpoint(src, spec, name=label, device=device, dtype=dtype,
+                                          trust_remote_code=trust_remote_code, weights_hash=weights_hash,
+                                          batch_size=batch_size, max_memory=max_memory, stream=stream,
+                                          progress=progress, cancel=cancel)
+        facts = dataclasses.replace(facts, source=os.fspath(model))  # type: ignore[arg-type]
+    else:
+        feats = extract_features(loaded, spec, batch_size=batch_size, progress=progress, cancel=cancel)
+        facts = loaded.facts
+    fp = Fingerprint.from_features(spec, feats, facts)
     if cache is not None:
         cache.put(fp)
     return fp
@@ -151,6 +161,8 @@ def audit_library(
     config: str | os.PathLike[str] | None = None,
     device: str = "auto",
     trust_remote_code: bool = False,
+    max_memory: str | int | None = None,
+    stream: bool | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     map_size: int = 30,
@@ -164,7 +176,8 @@ def audit_library(
         raise LibraryError(f"the library at {library.root} is empty: add reference models first")
     t0 = time.perf_counter()
     sus = fingerprint_model(suspect, spec, name=name, cache=cache, config=config, device=device,
-                            trust_remote_code=trust_remote_code, progress=progress, cancel=cancel)
+                            trust_remote_code=trust_remote_code, max_memory=max_memory, stream=stream,
+                            progress=progress, cancel=cancel)
     t1 = time.perf_counter()
     refs = list(library.items(spec.id))
     report = scan(sus, refs, alpha=alpha, test=test)  # type: ignore[arg-type]

@@ -16,7 +16,9 @@ from .errors import SeedPrintsError
 from .fingerprint import Fingerprint, load_fingerprint
 from .library import Library
 from .paths import default_cache, default_library
+from .memory import parse_size
 from .probes import PRESETS, ProbeSpec, preset
+from .progress import tqdm_progress
 from .stats import SeedPrintsResult
 from .verdict import ScanReport, format_p, scan
 
@@ -41,6 +43,14 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow a model's own Python code to run (only for models whose authors you trust)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the fingerprint cache")
+    g.add_argument("--max-memory", metavar="SIZE", default=None,
+                   help="memory budget for extraction, e.g. 2GB (default: 60%% of available RAM, or of free GPU memory); "
+                        "a model that does not fit is run one layer at a time")
+    s = g.add_mutually_exclusive_group()
+    s.add_argument("--stream", dest="stream", action="store_true", default=None,
+                   help="always run the model one layer at a time (safetensors checkpoints)")
+    s.add_argument("--no-stream", dest="stream", action="store_false",
+                   help="always load the whole model (fails if it does not fit in memory)")
 
 
 def _test_args(p: argparse.ArgumentParser) -> None:
@@ -151,23 +161,15 @@ def _spec_from_args(args: argparse.Namespace, fallback: ProbeSpec | None = None)
 
 
 def _progress(args: argparse.Namespace, label: str):
-    """A tqdm bar on stderr, created at the first callback (after loading), and its closer."""
+    """A tqdm bar on stderr for the engine's progress(stage, done, total), and its closer."""
     if args.quiet or args.json:
         return None, lambda: None
-    from tqdm import tqdm
-
-    bars: list[Any] = []
-
-    def update(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, desc=f"extracting {label}", unit="sample", file=sys.stderr, leave=False))
-        bars[0].n = done
-        bars[0].refresh()
-
-    return update, lambda: [b.close() for b in bars]
+    return tqdm_progress(f"extracting {label}")
 
 
 def _fingerprint(args: argparse.Namespace, target: str, spec: ProbeSpec, name: str | None = None) -> Fingerprint:
+    if args.max_memory is not None:
+        parse_size(args.max_memory)  # a bad size is a one-line error before any loading
     if is_fingerprint_file(target):
         return load_fingerprint(target)
     update, close = _progress(args, name or Path(target).name)
@@ -175,7 +177,7 @@ def _fingerprint(args: argparse.Namespace, target: str, spec: ProbeSpec, name: s
         return fingerprint_model(
             target, spec, name=name, cache=None if args.no_cache else FingerprintCache(default_cache()),
             config=args.config, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-            batch_size=args.batch_size, progress=update)
+            batch_size=args.batch_size, max_memory=args.max_memory, stream=args.stream, progress=update)
     finally:
         close()
 

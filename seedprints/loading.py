@@ -44,6 +44,10 @@ class ModelFacts:
     source: str = ""
     dtype: str = "float32"
     device: str = "cpu"
+    #: dtype the weights are stored in (compute may upcast, e.g. bf16 -> fp32 on CPU); "" in older files
+    checkpoint_dtype: str = ""
+    #: how features were extracted: "in-memory" or "streamed layer by layer: ..."; "" in older files
+    extraction: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -229,7 +233,8 @@ def check_causal_lm_config(config: Any, name: str) -> None:
         raise ModelLoadError(f"{name} declares architectures {archs}, none a causal LM: SeedPrints needs a decoder-only causal LM")
 
 
-def _read_config(src: ModelSource, trust_remote_code: bool) -> Any:
+def read_config(src: ModelSource, trust_remote_code: bool) -> Any:
+    """The transformers config of a local checkpoint; refuses remote code unless trusted."""
     from transformers import AutoConfig
 
     assert src.config_path is not None
@@ -286,33 +291,38 @@ def download_from_hub(repo_id: str) -> ModelSource:
 
 # ---------------------------------------------------------------------------- loading
 def load_model(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | ModelSource,
     *,
     config: str | os.PathLike[str] | None = None,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
     trust_remote_code: bool = False,
     name: str | None = None,
+    weights_hash: str | None = None,
 ) -> LoadedModel:
-    """Load a decoder-only causal LM from a folder, .safetensors/.bin + config, .gguf or Hub id."""
-    src = resolve_source(source, config)
+    """Load a decoder-only causal LM from a folder, .safetensors/.bin + config, .gguf or Hub id.
+
+    ``weights_hash`` skips hashing the files again when the caller already did.
+    """
+    src = source if isinstance(source, ModelSource) else resolve_source(source, config)
     _quiet_transformers()
     if src.kind == "hub":
         src = download_from_hub(src.location)
-        label = name or os.fspath(source)
+        label = name or (source.location if isinstance(source, ModelSource) else os.fspath(source))
     else:
         label = name or src.name
     dev = select_device(device)
-    weights_hash = source_weights_hash(src)
+    weights_hash = weights_hash or source_weights_hash(src)
     assert weights_hash is not None
     if src.kind == "gguf":
         model = _load_gguf(src, label, dev, dtype)
     else:
-        cfg = _read_config(src, trust_remote_code)
+        cfg = read_config(src, trust_remote_code)
         check_causal_lm_config(cfg, label)
         target = compute_dtype(dev, getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None), dtype)
         model = _load_hf(src, cfg, label, dev, target, trust_remote_code)
-    return LoadedModel(model, facts_for(model, label, weights_hash, source=os.fspath(source)))
+    return LoadedModel(model, facts_for(model, label, weights_hash,
+                                         source=source.location if isinstance(source, ModelSource) else os.fspath(source)))
 
 
 def _quiet_transformers() -> None:

@@ -18,7 +18,8 @@ import torch
 from .audit import ModelLike, fingerprint_model
 from .derive import fine_tune, magnitude_prune, quantize_weights, weight_noise
 from .errors import LibraryError
-from .extract import CancelToken, ProgressCallback
+from .extract import CancelToken
+from .progress import ProgressCallback, scaled
 from .library import Library
 from .loading import LoadedModel, load_model, wrap_model
 from .probes import ProbeSpec
@@ -96,8 +97,6 @@ def robustness_check(
     refs = list(library.items(spec.id))
     steps = len(modifications) + 1
 
-    def part(i: int) -> ProgressCallback:
-        return lambda done, total: progress(i * total + done, steps * total) if progress else None
 
     rows: list[RobustnessRow] = []
     base_lineage: tuple[str | None, int | None] | None = None
@@ -107,7 +106,8 @@ def robustness_check(
         else:
             desc, fn = MODIFICATIONS[mod]
             model = fn(loaded.model)
-        fp = fingerprint_model(wrap_model(model, f"{loaded.name}+{mod}"), spec, progress=part(i), cancel=cancel)
+        fp = fingerprint_model(wrap_model(model, f"{loaded.name}+{mod}"), spec, progress=scaled(progress, i, steps),
+                                cancel=cancel)
         rep = scan(fp, refs, alpha=alpha, test=test)  # type: ignore[arg-type]
         v = rep.verdict
         top = next((r for r in rep.rows if r.reference.name == v.reference), rep.rows[0] if rep.rows else None)

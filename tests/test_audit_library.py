@@ -161,7 +161,7 @@ def test_cancelled_before_start(workspace):
 def test_progress_reaches_the_total(workspace):
     _, lib, suspect = workspace
     calls: list[tuple[int, int]] = []
-    a = audit_library(str(suspect), lib, device="cpu", progress=lambda done, total: calls.append((done, total)))
+    a = audit_library(str(suspect), lib, device="cpu", progress=lambda stage, done, total: calls.append((done, total)))
     assert len(calls) >= 2
     total = calls[-1][1]
     assert total == 300 and calls[-1][0] == total

@@ -68,7 +68,7 @@ def test_fingerprint_is_deterministic_and_cached(saved_model):
     cache = FingerprintCache(tmp := __import__("pathlib").Path(path).parent / "cache")
     spec = tiny_spec(n=120)
     calls = []
-    fp1 = fingerprint_model(path, spec, cache=cache, device="cpu", progress=lambda d, t: calls.append(d))
+    fp1 = fingerprint_model(path, spec, cache=cache, device="cpu", progress=lambda stage, d, t: calls.append(d))
     assert cache.misses == 1 and cache.hits == 0 and calls[-1] == 120 and len(calls) > 1
     fp_nocache = fingerprint_model(path, spec, device="cpu")
     assert np.array_equal(fp1.features, fp_nocache.features)  # same checkpoint twice on CPU: identical
@@ -100,7 +100,7 @@ def test_cancel_stops_between_batches():
     cancel = threading.Event()
     seen = []
 
-    def progress(done, total):
+    def progress(stage, done, total):
         seen.append(done)
         if done >= 20:
             cancel.set()

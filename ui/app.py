@@ -155,8 +155,8 @@ class SeedPrintsApp:
                 spec = probes.get(probe_label or "") or lib.default_probe()
                 job.stage = "loading the suspect model"
 
-                def progress(done: int, total: int) -> None:
-                    job.stage = "extracting probe activations"
+                def progress(stage: str, done: int, total: int) -> None:
+                    job.stage = stage
                     job.progress(done, total)
 
                 audit = audit_library(model, lib, name=name, probe=spec, test=test, alpha=alpha,
@@ -186,8 +186,8 @@ class SeedPrintsApp:
                     raise LibraryError("choose a probe from the list")
                 job.stage = "loading the model"
 
-                def progress(done: int, total: int) -> None:
-                    job.stage = "extracting probe activations"
+                def progress(stage: str, done: int, total: int) -> None:
+                    job.stage = stage
                     job.progress(done, total)
 
                 t0 = time.perf_counter()
@@ -215,8 +215,8 @@ class SeedPrintsApp:
                 spec = probe_choices(lib, self.throughput).get(probe_label or "") or lib.default_probe()
                 job.stage = "loading the suspect model"
 
-                def progress(done: int, total: int) -> None:
-                    job.stage = "fingerprinting the suspect and its modified copies"
+                def progress(stage: str, done: int, total: int) -> None:
+                    job.stage = stage
                     job.progress(done, total)
 
                 return robustness_check(model, lib, probe=spec, test=test, alpha=alpha, device=self.cfg.device,
