@@ -179,29 +179,35 @@ def extract_checkpoint(
     except StreamingUnsupported:  # .bin weights in a folder
         index = None
     ckpt_dtype = index.checkpoint_dtype if index else ""
-    if stream is False:
-        return in_memory("in-memory", ckpt_dtype)
     cfg = read_config(src, trust_remote_code)
     check_causal_lm_config(cfg, label)
     target = compute_dtype(dev, getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None), dtype)
     need = _in_memory_bytes(index.n_params if index else sum(p.stat().st_size for p in src.weight_files) // 2,
                             target, cfg, spec, dev)
     fits = need <= budget
-    if stream is None and fits:
-        return in_memory("in-memory", ckpt_dtype)
     arch = getattr(cfg, "model_type", "?")
     try:
         if index is None:
             raise StreamingUnsupported("its weights are pickled .bin files, not safetensors")
         streamed = StreamedModel(cfg, index, target, dev, label, trust_remote_code)
     except StreamingUnsupported as exc:
-        if fits:
-            return in_memory(f"in-memory (no streaming path: {exc})", ckpt_dtype)
+        if fits or stream is False:
+            return in_memory("in-memory" if stream is None else f"in-memory (no streaming path: {exc})", ckpt_dtype)
         raise StreamingUnsupported(
             f"{label} ({arch}) needs about {format_size(need)} in memory, more than the budget {format_size(budget)}, "
             f"and cannot be streamed layer by layer ({exc}): raise --max-memory or use a machine with more memory"
         ) from None
     check_probe_fits_facts(label, spec, int(getattr(cfg, "vocab_size", 0) or 0), int(getattr(cfg, "hidden_size", 0) or 0))
+    archs = list(getattr(cfg, "architectures", None) or [])
+    facts = ModelFacts(
+        name=label, architecture=archs[0] if archs else type(streamed.model).__name__, model_type=str(arch),
+        hidden_size=int(getattr(cfg, "hidden_size", 0) or 0), vocab_size=int(getattr(cfg, "vocab_size", 0) or 0),
+        n_params=streamed.n_params, weights_hash=weights_hash or "", source=origin,
+        dtype=str(target).replace("torch.", ""), device=str(dev), checkpoint_dtype=ckpt_dtype, extraction="in-memory")
+    if stream is False or (stream is None and fits):
+        # the whole model, read straight from its shards into the skeleton: loading costs what reading costs
+        loaded = LoadedModel(streamed.load_all(), facts)
+        return extract_features(loaded, spec, batch_size=batch_size, progress=progress, cancel=cancel), facts
     plan = plan_chunks(streamed, cfg, spec, budget)
     out = np.empty((spec.n_samples, 0), dtype=np.float32)
     with torch.inference_mode():
@@ -210,11 +216,4 @@ def extract_checkpoint(
             if out.shape[1] == 0:
                 out = np.empty((spec.n_samples, last.shape[1]), dtype=np.float32)
             out[lo:lo + len(last)] = last
-    archs = list(getattr(cfg, "architectures", None) or [])
-    facts = ModelFacts(
-        name=label, architecture=archs[0] if archs else type(streamed.model).__name__, model_type=str(arch),
-        hidden_size=int(getattr(cfg, "hidden_size", 0) or out.shape[1]), vocab_size=int(getattr(cfg, "vocab_size", 0) or 0),
-        n_params=streamed.n_params, weights_hash=weights_hash or "", source=origin,
-        dtype=str(target).replace("torch.", ""), device=str(dev), checkpoint_dtype=index.checkpoint_dtype,
-        extraction=plan.describe())
-    return out, facts
+    return out, dataclasses.replace(facts, extraction=plan.describe())

@@ -265,11 +265,18 @@ class StreamedModel:
         for path, items in by_file.items():
             with safe_open(str(path), framework="pt", device="cpu") as f:
                 for pname, key in items:
-                    if unit.rows is not None and unit is self.embedding:
+                    if unit.rows is not None and unit is self.embedding and unit.rows < self.index.tensors[key].shape[0]:
                         value = self._embedding_rows(f, key, unit.rows)
                     else:
                         value = f.get_tensor(key).to(self.device, self.dtype)
                     self._attach(unit.module, pname, value)
+
+    def load_all(self) -> torch.nn.Module:
+        """Attach every tensor the body needs (the in-memory path without transformers' loader); returns the model."""
+        self.embedding.rows = None
+        for unit in [self.resident, self.embedding, *self.layers]:
+            self.load(unit)
+        return self.model
 
     def _embedding_rows(self, f: Any, key: str, rows: int) -> torch.Tensor:
         """The embedding table with only its first ``rows`` rows read (the only ones a token probe uses).

@@ -14,6 +14,8 @@ from conftest import tiny_llama, tiny_spec
 from seedprints.audit import fingerprint_model
 from seedprints.cli import main
 from seedprints.errors import Cancelled, ModelLoadError, SeedPrintsError
+from seedprints.extract import extract_features
+from seedprints.loading import load_model
 from seedprints.memory import MemoryBudgetError, parse_size
 from seedprints.streaming import read_checkpoint_index
 
@@ -61,6 +63,8 @@ def test_streamed_features_equal_in_memory_features(arch, tmp_path):
     build(arch, seed=1).save_pretrained(folder, max_shard_size="100KB")  # several shards + index
     assert (folder / "model.safetensors.index.json").is_file()
     spec = tiny_spec(n=40, seq_len=12, vocab=VOCAB)
+    loaded = load_model(str(folder), device="cpu")  # transformers' own loader: the reference
+    reference = extract_features(loaded, spec)
     ref = fingerprint_model(str(folder), spec, device="cpu", stream=False)
     calls: list[tuple[str, int, int]] = []
     got = fingerprint_model(str(folder), spec, device="cpu", stream=True, max_memory="6MB",
@@ -68,8 +72,9 @@ def test_streamed_features_equal_in_memory_features(arch, tmp_path):
     assert got.model.extraction.startswith("streamed layer by layer"), got.model.extraction
     assert ref.model.extraction == "in-memory"
     assert "chunk(s) of" in got.model.extraction
-    assert close(ref.features, got.features) <= 1e-5
-    assert got.model.n_params == ref.model.n_params
+    assert close(reference, got.features) <= 1e-5
+    assert close(reference, ref.features) <= 1e-5
+    assert got.model.n_params == ref.model.n_params == loaded.facts.n_params
     assert any(stage.startswith("layer 3/3, chunk") for stage, _, _ in calls)
 
 
@@ -78,6 +83,7 @@ def test_several_chunks_and_bf16_checkpoint_upcast_on_cpu(tmp_path):
     tiny_llama(2, layers=3).to(torch.bfloat16).save_pretrained(folder)
     spec = tiny_spec(n=60, seq_len=16)
     ref = fingerprint_model(str(folder), spec, device="cpu", stream=False)
+    assert close(extract_features(load_model(str(folder), device="cpu"), spec), ref.features) <= 1e-5
     calls: list[str] = []
     got = fingerprint_model(str(folder), spec, device="cpu", stream=True, max_memory="5MB",
                             progress=lambda stage, done, total: calls.append(stage))
@@ -145,7 +151,7 @@ def test_pickled_bin_cannot_stream_but_falls_back_when_it_fits(tmp_path):
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
     spec = tiny_spec(n=20)
     fp = fingerprint_model(str(folder), spec, device="cpu", stream=True)
-    assert fp.model.extraction.startswith("in-memory (no streaming path")
+    assert fp.model.extraction.startswith("in-memory (no streaming path"), fp.model.extraction
     with pytest.raises(ModelLoadError, match=r"needs about .* more than the budget .* cannot be streamed"):
         fingerprint_model(str(folder), spec, device="cpu", max_memory="200kB")
 
