@@ -115,6 +115,13 @@ def test_offline_hub_ids_load_from_the_cache_and_revisions_pin_commits(hf_cache)
     assert facts.weights_hash == f"hub:{REPO}@{SHA_B}" and facts.source == f"{REPO}@{SHA_B}"
 
 
+def test_streamed_extraction_of_a_hub_model_records_the_commit_too(hf_cache):
+    fp = fingerprint_model(REPO, SPEC, device="cpu", revision="v1", stream=True)
+    assert fp.model.extraction.startswith("streamed"), fp.model.extraction
+    assert (fp.model.hub_revision, fp.model.hub_files) == (SHA_A, hf_cache["files"][SHA_A])
+    assert fp.model.weights_hash == f"hub:{REPO}@{SHA_A}" and fp.model.source == f"{REPO}@{SHA_A}"
+
+
 def test_hub_facts_survive_the_fingerprint_file_and_old_files_stay_as_they_were(hf_cache, tmp_path):
     fp = fingerprint_model(REPO, SPEC, device="cpu", revision="v1")
     again = load_fingerprint(fp.save(tmp_path / "fp.safetensors"))
@@ -205,7 +212,7 @@ def test_a_snapshot_missing_a_shard_is_refused_before_loading(hf_cache, tmp_path
     with pytest.raises(SeedPrintsError) as ei:
         fingerprint_model(REPO, SPEC, device="cpu", revision="v1")
     _one_line(ei.value, shard, SHA_A, "model.safetensors.index.json", "hf download")
-    assert loading.LOAD_COUNT == loads + 1  # load_model was entered and stopped before reading any weights
+    assert loading.LOAD_COUNT == loads  # refused before any weights were loaded
     capsys.readouterr()
     assert main(["fingerprint", f"{REPO}@v1", "-o", str(tmp_path / "x.safetensors"), *PROBE_ARGS]) == 2
     err = capsys.readouterr().err.strip()
