@@ -25,8 +25,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: Weight layouts in order of preference: safetensors before pickled .bin, an index before a single file.
 WEIGHT_LAYOUTS = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
                   "pytorch_model.bin")
-#: Number of snapshots located or downloaded (files checked and hashed); a fingerprint-cache hit leaves it alone.
-FETCH_COUNT = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +188,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------- snapshots
+#: Number of snapshots located or downloaded (files checked and hashed); a fingerprint-cache hit leaves it alone.
+FETCH_COUNT = 0
+
+
 def fetch(rev: HubRevision, check_config: Callable[[Path], None] | None = None) -> HubSnapshot:
     """The local snapshot of a resolved revision, downloading (online) only config, weight index and its shards.
 
