@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from . import __version__, hub
 from .cache import FingerprintCache
-from .errors import IncompatibleFingerprintsError, LibraryError
+from .errors import IncompatibleFingerprintsError, LibraryError, ModelLoadError
 from .extract import CancelToken, extract_checkpoint, extract_features
 from .fingerprint import Fingerprint
 from .loading import LoadedModel, download_from_hub, resolve_source, source_weights_hash, wrap_model
@@ -42,18 +42,26 @@ def fingerprint_model(
     stream: bool | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    revision: str | None = None,
 ) -> Fingerprint:
-    """Full fingerprint of a model given as a path, Hub id, loaded model or in-memory module.
+    """Full fingerprint of a model given as a path, Hub id ('org/name[@revision]'), loaded model or in-memory module.
 
     With a cache, a checkpoint whose (weights hash, probe id) was seen before is neither
-    loaded nor run again.  A checkpoint larger than ``max_memory`` (default: 60% of available
-    memory) is run layer by layer; ``stream`` True/False forces either path.
+    loaded nor run again; a Hub id is first resolved to its commit, keyed as hub:org/name@sha.  A checkpoint
+    larger than ``max_memory`` (default: 60% of available memory) is run layer by layer; ``stream`` True/False
+    forces either path.
     """
     loaded: LoadedModel | None = None
     if isinstance(model, (str, os.PathLike)):
-        src = resolve_source(model, config)
-        weights_hash = source_weights_hash(src)  # None for a Hub id until it is downloaded
+        src = resolve_source(model, config, revision)
         label = name or src.name
+        if src.kind == "hub":  # pin the commit now: the cache is keyed by it and the load must use the same one
+            pinned = hub.resolve(src.location)
+            model, weights_hash = pinned.pinned, pinned.cache_key
+        else:
+            weights_hash = source_weights_hash(src)
+    elif revision:
+        raise ModelLoadError("a revision applies only to a Hub id given by name, not to a model already loaded")
     else:
         loaded = model if isinstance(model, LoadedModel) else wrap_model(model, name or type(model).__name__)
         weights_hash, label = loaded.facts.weights_hash, name or loaded.name
@@ -67,16 +75,14 @@ def fingerprint_model(
     if (hit := cached()) is not None:
         return hit
     if loaded is None:
-        if weights_hash is None:  # a Hub id: download, then look again
-            src = download_from_hub(src.location)
-            weights_hash = source_weights_hash(src)
-            if (hit := cached()) is not None:
-                return hit
+        if src.kind == "hub":  # not cached: fetch the pinned commit's files (or find them in the HF cache)
+            src = download_from_hub(os.fspath(model), trust_remote_code)  # type: ignore[arg-type]
         feats, facts = extract_checkpoint(src, spec, name=label, device=device, dtype=dtype,
                                           trust_remote_code=trust_remote_code, weights_hash=weights_hash,
                                           batch_size=batch_size, max_memory=max_memory, stream=stream,
                                           progress=progress, cancel=cancel)
-        facts = dataclasses.replace(facts, source=os.fspath(model))  # type: ignore[arg-type]
+        facts = dataclasses.replace(facts, source=os.fspath(model),  # type: ignore[arg-type]
+                                    **(src.hub.facts() if src.hub is not None else {}))
     else:
         feats = extract_features(loaded, spec, batch_size=batch_size, progress=progress, cancel=cancel)
         facts = loaded.facts
@@ -166,6 +172,7 @@ def audit_library(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     map_size: int = 30,
+    revision: str | None = None,
 ) -> LibraryAudit:
     """Fingerprint the suspect with the library's probe, scan the library, and map the strongest references.
 
@@ -177,7 +184,7 @@ def audit_library(
     t0 = time.perf_counter()
     sus = fingerprint_model(suspect, spec, name=name, cache=cache, config=config, device=device,
                             trust_remote_code=trust_remote_code, max_memory=max_memory, stream=stream,
-                            progress=progress, cancel=cancel)
+                            progress=progress, cancel=cancel, revision=revision)
     t1 = time.perf_counter()
     refs = list(library.items(spec.id))
     report = scan(sus, refs, alpha=alpha, test=test)  # type: ignore[arg-type]

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, hub
 from .audit import compare, fingerprint_model
 from .cache import FingerprintCache
-from .errors import SeedPrintsError
+from .errors import ModelLoadError, SeedPrintsError
 from .fingerprint import Fingerprint, load_fingerprint
 from .library import Library
 from .paths import default_cache, default_library
@@ -37,6 +37,8 @@ def _probe_args(p: argparse.ArgumentParser) -> None:
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("loading")
     g.add_argument("--config", help="config.json for a bare .safetensors/.bin file")
+    g.add_argument("--revision", help="Hub branch, tag or commit sha for models given as Hub ids "
+                                      "(same as org/name@REVISION); recorded as the commit sha")
     g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     g.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on GPU for half checkpoints), float32, ...")
     g.add_argument("--batch-size", type=int, help="probe samples per forward pass (default: automatic)")
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser = lambda *a, **kw: _add(*a, parents=[common], **kw)  # type: ignore[method-assign]
 
     p = sub.add_parser("fingerprint", help="extract a model's fingerprint to a file")
-    p.add_argument("model", help="model folder, .safetensors/.bin file, .gguf file or Hub id")
+    p.add_argument("model", help="model folder, .safetensors/.bin file, .gguf file or Hub id (org/name[@revision])")
     p.add_argument("-o", "--output", required=True, help="fingerprint file to write (.safetensors)")
     p.add_argument("--name", help="name recorded in the fingerprint (default: from the path)")
     p.add_argument("--keep", default="all", help="columns to store: 'all' (default) or a ratio such as 0.2")
@@ -167,17 +169,28 @@ def _progress(args: argparse.Namespace, label: str):
     return tqdm_progress(f"extracting {label}")
 
 
+def _is_hub_target(target: str) -> bool:
+    return hub.is_hub_id(target) and not Path(target).exists()
+
+
 def _fingerprint(args: argparse.Namespace, target: str, spec: ProbeSpec, name: str | None = None) -> Fingerprint:
     if args.max_memory is not None:
         parse_size(args.max_memory)  # a bad size is a one-line error before any loading
     if is_fingerprint_file(target):
         return load_fingerprint(target)
+    if args.quiet or args.json:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()  # otherwise Hub downloads show their own tqdm bars on stderr
+    # compare names two models: --revision pins those given as Hub ids
+    revision = args.revision if args.command != "compare" or _is_hub_target(target) else None
     update, close = _progress(args, name or Path(target).name)
     try:
         return fingerprint_model(
             target, spec, name=name, cache=None if args.no_cache else FingerprintCache(default_cache()),
             config=args.config, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-            batch_size=args.batch_size, max_memory=args.max_memory, stream=args.stream, progress=update)
+            batch_size=args.batch_size, max_memory=args.max_memory, stream=args.stream, progress=update,
+            revision=revision)
     finally:
         close()
 
@@ -243,6 +256,9 @@ def _cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    if args.revision and not any(_is_hub_target(t) for t in (args.reference, args.suspect)):
+        raise ModelLoadError(f"--revision {args.revision} applies only to models given as Hub ids (org/name), "
+                             "and neither model is one: drop --revision")
     spec = _spec_from_args(args)
     ref = _fingerprint(args, args.reference, spec)
     sus = _fingerprint(args, args.suspect, ref.spec if is_fingerprint_file(args.reference) and args.probe is None else spec)

@@ -11,13 +11,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from . import hub
 from .errors import ModelLoadError
 
 #: Model types that are encoder-only or encoder-decoder: SeedPrints needs a decoder-only LM.
@@ -27,7 +27,8 @@ ENCODER_ONLY_TYPES = frozenset({
     "squeezebert", "mobilebert", "convbert", "rembert", "nezha", "canine", "roformer", "esm",
 })
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: How many times load_model ran (a fingerprint-cache hit must leave it alone).
+LOAD_COUNT = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +49,14 @@ class ModelFacts:
     checkpoint_dtype: str = ""
     #: how features were extracted: "in-memory" or "streamed layer by layer: ..."; "" in older files
     extraction: str = ""
+    hub_repo: str = ""
+    hub_revision: str = ""
+    hub_files: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form."""
-        return dataclasses.asdict(self)
+        """Plain-data form; the hub_* fields only for Hub checkpoints, so other files stay as before."""
+        data = dataclasses.asdict(self)
+        return data if self.hub_repo else {k: v for k, v in data.items() if not k.startswith("hub_")}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelFacts:
@@ -86,6 +91,7 @@ class ModelSource:
     location: str
     config_path: Path | None = None
     weight_files: tuple[Path, ...] = ()
+    hub: hub.HubSnapshot | None = None
 
     @property
     def name(self) -> str:
@@ -97,9 +103,16 @@ class ModelSource:
 
 
 # ---------------------------------------------------------------------------- sources
-def resolve_source(source: str | os.PathLike[str], config: str | os.PathLike[str] | None = None) -> ModelSource:
+def resolve_source(source: str | os.PathLike[str], config: str | os.PathLike[str] | None = None,
+                   revision: str | None = None) -> ModelSource:
     """Classify a model location without loading it; one-line error for missing or unknown inputs."""
     text = os.fspath(source)
+    if revision:
+        src = resolve_source(text, config)
+        if src.kind != "hub":
+            raise ModelLoadError(f"a revision ({revision!r}) applies only to Hugging Face Hub ids, and {text!r} is a "
+                                 "local file or folder: drop --revision")
+        return ModelSource("hub", hub.with_revision(text, revision))
     path = Path(text).expanduser()
     if path.is_dir():
         cfg = path / "config.json"
@@ -130,9 +143,9 @@ def resolve_source(source: str | os.PathLike[str], config: str | os.PathLike[str
                                  "and pass the folder")
         raise ModelLoadError(f"unknown model format {path.name!r}: give a Hugging Face folder, a .safetensors or "
                              ".bin file with config.json, a .gguf file, or a Hub id")
-    if _HUB_ID.match(text) and not text.startswith((".", "/", "~")):
+    if hub.is_hub_id(text) and not text.startswith((".", "/", "~")):
         return ModelSource("hub", text)
-    raise ModelLoadError(f"no such model file or folder: {text!r} (a Hub id looks like 'org/name')")
+    raise ModelLoadError(f"no such model file or folder: {text!r} (a Hub id looks like 'org/name' or 'org/name@revision')")
 
 
 def hash_files(paths: list[Path] | tuple[Path, ...], root: Path | None = None) -> str:
@@ -147,7 +160,9 @@ def hash_files(paths: list[Path] | tuple[Path, ...], root: Path | None = None) -
 
 
 def source_weights_hash(src: ModelSource) -> str | None:
-    """Content hash of a local checkpoint's weights and config (None for Hub ids before download)."""
+    """Content hash of a local checkpoint's weights and config; hub:org/name@sha for Hub snapshots (None before)."""
+    if src.hub is not None:
+        return src.hub.revision.cache_key
     if src.kind == "hub":
         return None
     files = list(src.weight_files) + ([src.config_path] if src.config_path else [])
@@ -259,34 +274,15 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def _is_offline() -> bool:
-    try:
-        from huggingface_hub import constants
+def download_from_hub(repo_id: str, trust_remote_code: bool = False) -> ModelSource:
+    """Resolve 'org/name[@revision]' to a commit and return its local snapshot (downloaded online if needed)."""
 
-        if constants.HF_HUB_OFFLINE:
-            return True
-    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
-        return True
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or \
-        os.environ.get("TRANSFORMERS_OFFLINE", "").lower() in ("1", "true", "yes")
+    def check(config_path: Path) -> None:
+        cfg = read_config(ModelSource("hub", repo_id, config_path), trust_remote_code)
+        check_causal_lm_config(cfg, repo_id)
 
-
-def download_from_hub(repo_id: str) -> ModelSource:
-    """Fetch config and weights of a Hub model (safetensors preferred) and return it as a local folder."""
-    if _is_offline():
-        raise ModelLoadError(f"{repo_id!r} looks like a Hugging Face Hub id but this machine is offline "
-                             "(HF_HUB_OFFLINE is set): download the model elsewhere and pass its folder")
-    try:
-        from huggingface_hub import model_info, snapshot_download
-
-        files = [s.rfilename for s in (model_info(repo_id, timeout=10).siblings or [])]
-        pattern = ["*.safetensors", "*.safetensors.index.json"] if any(f.endswith(".safetensors") for f in files) \
-            else ["pytorch_model*.bin", "pytorch_model*.bin.index.json"]
-        folder = snapshot_download(repo_id, allow_patterns=["config.json", *pattern])
-    except Exception as exc:
-        raise ModelLoadError(f"cannot fetch {repo_id!r} from the Hugging Face Hub ({_first_line(exc)}): "
-                             "check the id and your connection, or pass a local folder") from None
-    return resolve_source(folder)
+    snap = hub.fetch(hub.resolve(repo_id), check_config=check)
+    return ModelSource("folder", str(snap.folder), snap.config_path, snap.weight_files, hub=snap)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -299,16 +295,19 @@ def load_model(
     trust_remote_code: bool = False,
     name: str | None = None,
     weights_hash: str | None = None,
+    revision: str | None = None,
 ) -> LoadedModel:
-    """Load a decoder-only causal LM from a folder, .safetensors/.bin + config, .gguf or Hub id.
+    """Load a decoder-only causal LM from a folder, .safetensors/.bin + config, .gguf or Hub id (at a revision).
 
     ``weights_hash`` skips hashing the files again when the caller already did.
     """
-    src = source if isinstance(source, ModelSource) else resolve_source(source, config)
+    global LOAD_COUNT
+    LOAD_COUNT += 1
+    src = source if isinstance(source, ModelSource) else resolve_source(source, config, revision)
     _quiet_transformers()
     if src.kind == "hub":
-        src = download_from_hub(src.location)
-        label = name or (source.location if isinstance(source, ModelSource) else os.fspath(source))
+        label = name or src.location
+        src = download_from_hub(src.location, trust_remote_code)
     else:
         label = name or src.name
     dev = select_device(device)
@@ -321,15 +320,20 @@ def load_model(
         check_causal_lm_config(cfg, label)
         target = compute_dtype(dev, getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None), dtype)
         model = _load_hf(src, cfg, label, dev, target, trust_remote_code)
-    return LoadedModel(model, facts_for(model, label, weights_hash,
-                                         source=source.location if isinstance(source, ModelSource) else os.fspath(source)))
+    facts = facts_for(model, label, weights_hash,
+                      source=source.location if isinstance(source, ModelSource) else os.fspath(source))
+    return LoadedModel(model, dataclasses.replace(facts, **src.hub.facts()) if src.hub is not None else facts)
 
 
 def _quiet_transformers() -> None:
-    """SeedPrints reports its own progress; silence transformers' per-load bars and info logs."""
+    """SeedPrints reports its own progress; silence transformers' per-load bars and info logs (Hub downloads keep theirs)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hub_bars = not are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()  # this also turns off huggingface_hub's download bars ...
+    if hub_bars:
+        enable_progress_bars()  # ... which the CLI shows while a Hub checkpoint downloads
     hf_logging.set_verbosity_error()
 
 

@@ -71,6 +71,10 @@ def report_html(audit: LibraryAudit, command: str) -> str:
              ("hidden size", str(sus.d)), ("parameters", f"{sus.model.n_params:,}"),
              ("weights hash", f"<code>{e(sus.model.weights_hash)}</code>"), ("device, dtype",
                                                                             e(f"{sus.model.device}, {sus.model.dtype}"))]
+    if sus.model.hub_repo:  # the exact Hub commit and the Hub's sha256 of every file that was loaded
+        files = "<br>".join(f"<code>{e(n)}</code>: <code>{e(h)}</code>" for n, h in sorted(sus.model.hub_files.items()))
+        model[1:1] = [("Hub checkpoint", f"<code id=\"hub-revision\">{e(sus.model.hub_repo)}@{e(sus.model.hub_revision)}"
+                                         "</code>"), ("Hub files (sha256)", files)]
     by_name = {r.name: r for r in audit.references}
     ranked = "".join(
         f"<tr><td>{i}</td><td>{e(r.reference.name)}</td><td>{e(r.reference.lineage)}</td>"
