@@ -29,6 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-upload-mb", type=float, default=2048.0,
                     help="largest accepted upload in MB (default 2048)")
     ap.add_argument("--device", default="auto", help="auto (GPU when present, else CPU), cpu, cuda, cuda:N, mps")
+    ap.add_argument("--max-memory", metavar="SIZE", default=os.environ.get("SEEDPRINTS_MAX_MEMORY"),
+                    help="memory budget for one extraction, e.g. 4GB (default: 60%% of available RAM, or of free GPU "
+                         "memory; env SEEDPRINTS_MAX_MEMORY); larger models run one layer at a time")
     return ap.parse_args(argv)
 
 
@@ -41,13 +44,21 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     if args.max_upload_mb <= 0:
         sys.exit("app.py: --max-upload-mb must be positive")
+    if args.max_memory is not None:
+        from seedprints.memory import parse_size
+        from seedprints.errors import SeedPrintsError
+
+        try:
+            parse_size(args.max_memory)
+        except SeedPrintsError as exc:
+            sys.exit(f"app.py: {exc}")
 
     from ui.app import build_app
     from ui.context import AppConfig, exports_dir, is_space
     from ui.theme import css, theme
 
     cfg = AppConfig(public=args.public or is_space(), max_upload_bytes=int(args.max_upload_mb * 2**20),
-                    device=args.device)
+                    device=args.device, max_memory=args.max_memory)
     blocks = build_app(cfg)
     print(f"SeedPrints: http://{args.host}:{args.port}  (public mode: {cfg.public}, "
           f"data: {os.environ.get('SEEDPRINTS_HOME') or 'default'})", flush=True)

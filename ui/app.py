@@ -161,6 +161,7 @@ class SeedPrintsApp:
 
                 audit = audit_library(model, lib, name=name, probe=spec, test=test, alpha=alpha,
                                       cache=FingerprintCache(default_cache()), device=self.cfg.device,
+                                      max_memory=self.cfg.max_memory,
                                       trust_remote_code=bool(trust) and self.cfg.local_paths,
                                       progress=progress, cancel=job.cancel_event)
                 if job.measured:
@@ -192,7 +193,8 @@ class SeedPrintsApp:
 
                 t0 = time.perf_counter()
                 fp = fingerprint_model(model, spec, name=name or default_name, cache=FingerprintCache(default_cache()),
-                                       device=self.cfg.device, trust_remote_code=False, progress=progress,
+                                       device=self.cfg.device, max_memory=self.cfg.max_memory,
+                                       trust_remote_code=False, progress=progress,
                                        cancel=job.cancel_event)
                 if job.measured:
                     self.throughput.record(fp.model.n_params, spec.n_tokens, time.perf_counter() - t0)

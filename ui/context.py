@@ -30,6 +30,8 @@ class AppConfig:
     public: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     device: str = "auto"
+    #: memory budget of one extraction ("4GB"); None: 60% of available memory
+    max_memory: str | None = None
 
     @property
     def local_paths(self) -> bool:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = ROOT / "assets" / "screenshot-results.png"
+
+
+def screenshot_path(name: str) -> Path:
+    """Where a screenshot goes: the committed assets/ only when asked (SEEDPRINTS_UPDATE_SCREENSHOTS=1), else a temp folder."""
+    if os.environ.get("SEEDPRINTS_UPDATE_SCREENSHOTS") == "1":
+        return ROOT / "assets" / name
+    return Path(tempfile.gettempdir()) / f"seedprints-{name}"
+
 
 HEATMAP_SHAPE = "() => { const h = document.querySelector('#heatmap .js-plotly-plot');" \
                 " return h ? [h._fullData[0].type, h._fullData[0].z.length, h._fullData[0].z[0].length] : null }"
@@ -56,7 +65,7 @@ def test_derived_suspect_matches_seed_3_with_plots(page):
     assert record["scan"]["verdict"]["label"] == "MATCH" and record["scan"]["verdict"]["seed"] == 3
     assert record["command"].startswith("seedprints scan ")
     page.wait_for_timeout(500)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(path=str(screenshot_path("screenshot-results.png")), full_page=True)
 
 
 def test_unrelated_suspect_gets_no_match(page):
@@ -179,7 +188,7 @@ def test_results_fit_a_phone_screen(browser, app_server):
     width = pg.evaluate("() => Math.max(window.innerWidth, document.documentElement.scrollWidth)")
     assert width <= 391, f"the results page lays out {width}px wide on a 390px phone screen"
     pg.locator("#verdict").scroll_into_view_if_needed()
-    pg.screenshot(path=str(ROOT / "assets" / "screenshot-phone.png"), full_page=False)
+    pg.screenshot(path=str(screenshot_path("screenshot-phone.png")), full_page=False)
     ctx.close()
 
 
