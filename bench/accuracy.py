@@ -479,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     t0 = time.perf_counter()
-    zoo = build_zoo(config, root=args.zoo_root, progress=lambda msg, frac: say(f"zoo: {msg} ({frac:.0%})"))
+    zoo = build_zoo(config, root=args.zoo_root, progress=lambda stage, done, total: say(f"zoo: {stage} ({done}/{total})"))
     build_s = time.perf_counter() - t0
     report = evaluate(zoo, {b: BUDGETS[b] for b in names}, device=args.device, say=say)
     report["machine"] = info

@@ -20,7 +20,7 @@ from .loading import LoadedModel, download_from_hub, resolve_source, source_weig
 from .progress import ProgressCallback
 from .library import Library, Reference
 from .probes import ProbeSpec
-from .similarity import Embedding, EvidenceMatrix, embed_2d, pairwise_evidence
+from .similarity import Embedding, EvidenceMatrix, map_models, pairwise_evidence
 from .stats import SeedPrintsResult
 from .verdict import DEFAULT_ALPHA, DEFAULT_TEST, ScanReport, run_test, scan
 
@@ -149,7 +149,7 @@ class LibraryAudit:
             "matrix": {"names": m.names, "lineages": m.lineages, "z": nan_to_none(m.z), "log10_p": nan_to_none(m.log10_p),
                        "rows": "reference", "columns": "suspect", "test": m.test},
             "map": {"method": self.embedding.method, "note": self.embedding.note,
-                    "coords": self.embedding.coords.tolist()},
+                    "coords": self.embedding.coords.tolist(), "links": [list(p) for p in self.embedding.links]},
             "references": [r.to_dict() for r in self.references],
             "seconds": self.seconds, "command": self.command(self.suspect.model.source or "SUSPECT"),
         }
@@ -193,7 +193,7 @@ def audit_library(
     ranked = [by_name[row.reference.name] for row in report.rows[:map_size]]
     items = [(sus.name, "suspect", sus)] + [(ref.name, ref.lineage, fp) for ref, fp in ranked]
     matrix = pairwise_evidence(items, test=test)
-    embedding = embed_2d(matrix.distance())
+    embedding = map_models(matrix, alpha)
     t3 = time.perf_counter()
     top = report.rows[0].result if report.rows else None
     return LibraryAudit(report, sus, matrix, embedding, top, str(library.root),

@@ -20,7 +20,7 @@ from .memory import parse_size
 from .probes import PRESETS, ProbeSpec, preset
 from .progress import tqdm_progress
 from .stats import SeedPrintsResult
-from .verdict import ScanReport, format_p, scan
+from .verdict import EXIT_CODES, ScanReport, format_p, scan
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -70,6 +70,12 @@ def _test_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--agg", action="store_true", help="paper test only: add the aggregate-tau signal (Bonferroni x2)")
 
 
+def _exit_code_arg(p: argparse.ArgumentParser) -> None:
+    codes = ", ".join(f"{code} {label}" for label, code in EXIT_CODES.items())
+    p.add_argument("--exit-code", action="store_true",
+                   help=f"exit with the verdict's code ({codes}; 2 is still an error), like git diff --exit-code")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for the whole CLI."""
     ap = argparse.ArgumentParser(prog="seedprints", description=(
@@ -94,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="test whether two models or fingerprints share their init seed")
     p.add_argument("reference", help="fingerprint file or model")
     p.add_argument("suspect", help="fingerprint file or model")
+    _exit_code_arg(p)
     _probe_args(p)
     _model_args(p)
     _test_args(p)
@@ -101,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scan", help="test a suspect against every reference in a library and give a verdict")
     p.add_argument("model", help="suspect: fingerprint file or model")
     p.add_argument("--library", default=None, help=f"library folder (default {default_library()})")
+    _exit_code_arg(p)
     _probe_args(p)
     _model_args(p)
     _test_args(p)
@@ -166,7 +174,7 @@ def _progress(args: argparse.Namespace, label: str):
     """A tqdm bar on stderr for the engine's progress(stage, done, total), and its closer."""
     if args.quiet or args.json:
         return None, lambda: None
-    return tqdm_progress(f"extracting {label}")
+    return tqdm_progress(label)
 
 
 def _is_hub_target(target: str) -> bool:
@@ -184,7 +192,7 @@ def _fingerprint(args: argparse.Namespace, target: str, spec: ProbeSpec, name: s
         disable_progress_bars()  # otherwise Hub downloads show their own tqdm bars on stderr
     # compare names two models: --revision pins those given as Hub ids
     revision = args.revision if args.command != "compare" or _is_hub_target(target) else None
-    update, close = _progress(args, name or Path(target).name)
+    update, close = _progress(args, f"extracting {name or Path(target).name}")
     try:
         return fingerprint_model(
             target, spec, name=name, cache=None if args.no_cache else FingerprintCache(default_cache()),
@@ -268,7 +276,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                           "significant": r.significant(args.alpha), **r.to_dict()}, indent=1))
     else:
         print(f"{ref.name} vs {sus.name}: {_result_text(r, args.alpha)}")
-    return 0
+    if not args.exit_code:
+        return 0
+    return EXIT_CODES["INCONCLUSIVE" if r.inconclusive else "MATCH" if r.significant(args.alpha) else "NO MATCH"]
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -277,7 +287,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     sus = _fingerprint(args, args.model, spec)
     rep = scan(sus, lib.items(), alpha=args.alpha, **_test_kwargs(args))
     print(json.dumps(rep.to_dict(), indent=1) if args.json else _scan_text(rep))
-    return 0
+    return EXIT_CODES[rep.verdict.label] if args.exit_code else 0
 
 
 def _cmd_library(args: argparse.Namespace) -> int:
@@ -318,8 +328,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         import shutil
 
         shutil.rmtree(home() / "demo", ignore_errors=True)
-    paths = build_demo(progress=None if args.quiet or args.json else
-                       lambda msg, frac: print(f"[{frac:4.0%}] {msg}", file=sys.stderr))
+    update, close = _progress(args, "the demo library")
+    try:
+        paths = build_demo(progress=update)
+    finally:
+        close()
     lib = Library(paths["library"], create=False)
     reports = {}
     for which in SUSPECTS:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ from .cache import FingerprintCache
 from .derive import fine_tune, magnitude_prune, quantize_weights, weight_noise
 from .library import Library
 from .paths import home
+from .progress import ProgressCallback
 from .probes import ProbeSpec
 
 DEMO_VERSION = 2
@@ -50,7 +50,7 @@ def demo_model(seed: int) -> torch.nn.Module:
     return LlamaForCausalLM(cfg).eval()
 
 
-def build_demo(root: Path | None = None, progress: Callable[[str, float], None] | None = None) -> dict[str, Path]:
+def build_demo(root: Path | None = None, progress: ProgressCallback | None = None) -> dict[str, Path]:
     """Build (or reuse) the demo: model folders, a library of the reference seeds, three suspects.
 
     Returns paths: 'library', and one model folder per key of :data:`SUSPECTS`.
@@ -64,7 +64,7 @@ def build_demo(root: Path | None = None, progress: Callable[[str, float], None] 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    say = progress or (lambda msg, frac: None)
+    say = progress or (lambda stage, done, total: None)
     cache = FingerprintCache(root / "cache")
     lib = Library(paths["library"])
     steps = 2 * len(REFERENCE_SEEDS) + len(SUSPECTS)
@@ -75,7 +75,7 @@ def build_demo(root: Path | None = None, progress: Callable[[str, float], None] 
                     ("-ft", fine_tune(base, steps=20, lr=1e-3, seed=seed), "fine-tuned 20 steps at lr 1e-3")]
         for suffix, model, notes in variants:
             name = f"{FAMILY}-seed{seed}{suffix}"
-            say(f"building reference {name}", done / steps)
+            say(f"building reference {name}", done, steps)
             folder = root / "models" / name
             model.save_pretrained(folder)
             fp = fingerprint_model(folder, DEMO_PROBE, cache=cache, device="cpu")
@@ -85,11 +85,11 @@ def build_demo(root: Path | None = None, progress: Callable[[str, float], None] 
               "pruned": lambda: magnitude_prune(demo_model(PRUNED_FROM), 0.3),
               "unrelated": lambda: weight_noise(demo_model(UNRELATED_SEED), rel=0.0)}
     for key, make in makers.items():
-        say(f"building suspect: {SUSPECTS[key]}", done / steps)
+        say(f"building suspect: {SUSPECTS[key]}", done, steps)
         make().save_pretrained(paths[key])
         done += 1
     marker.write_text(json.dumps({"version": DEMO_VERSION, "probe_id": DEMO_PROBE.id,
                                   "derived_from_seed": DERIVED_FROM, "pruned_from_seed": PRUNED_FROM,
                                   "unrelated_seed": UNRELATED_SEED}))
-    say("demo ready", 1.0)
+    say("demo ready", steps, steps)
     return paths

@@ -62,6 +62,14 @@ def embedding_map(embedding: Embedding, names: Sequence[str], lineages: Sequence
     """Scatter of the 2-D map: one colour per lineage (family and seed), the suspect as a large star."""
     fig = go.Figure()
     coords = embedding.coords
+    if embedding.links:  # one trace of segments (None breaks the line between pairs)
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        for i, j in embedding.links:
+            xs += [float(coords[i, 0]), float(coords[j, 0]), None]
+            ys += [float(coords[i, 1]), float(coords[j, 1]), None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="significant evidence",
+                                 line={"color": "rgba(90,90,90,0.45)", "width": 1.5}, hoverinfo="skip"))
     groups: dict[str, list[int]] = {}
     for i, lab in enumerate(lineages):
         if i != suspect_index:

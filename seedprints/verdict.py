@@ -13,6 +13,8 @@ from .fingerprint import Fingerprint
 from .stats import SeedPrintsResult, SuspectRanks, calibrated_test, holm_log10, seedprints_test
 
 Label = Literal["MATCH", "AMBIGUOUS", "NO MATCH", "INCONCLUSIVE"]
+#: Exit codes of ``scan --exit-code`` / ``compare --exit-code`` per verdict (2 stays the error code, as in git diff).
+EXIT_CODES: dict[str, int] = {"MATCH": 0, "NO MATCH": 1, "AMBIGUOUS": 4, "INCONCLUSIVE": 5}
 TestName = Literal["calibrated", "paper"]
 DEFAULT_ALPHA = 0.01
 DEFAULT_TEST: TestName = "calibrated"

@@ -17,7 +17,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,11 @@ import torch
 
 from .derive import average_weights, magnitude_prune, quantize_weights
 from .paths import home
+from .progress import ProgressCallback
 
 ZOO_VERSION = 1
 DERIVATIVES = ("cpt", "ft", "lora", "int8", "int4", "prune30", "merge")
 STAGES = ("init", "pretrain", *DERIVATIVES)
-Progress = Callable[[str, float], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,13 +235,13 @@ def zoo_root(config: ZooConfig, root: Path | None = None) -> Path:
     return Path(root) if root is not None else home() / "zoo" / f"{config.name}-{config.key}"
 
 
-def build_zoo(config: ZooConfig = FULL, root: Path | None = None, progress: Progress | None = None) -> Zoo:
+def build_zoo(config: ZooConfig = FULL, root: Path | None = None, progress: ProgressCallback | None = None) -> Zoo:
     """Build (or resume, or reuse) a zoo; each (architecture, seed) unit is written once and marked done."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    say = progress or (lambda msg, frac: None)
+    say = progress or (lambda stage, done, total: None)
     root = zoo_root(config, root)
     root.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -251,7 +251,7 @@ def build_zoo(config: ZooConfig = FULL, root: Path | None = None, progress: Prog
         unit = root / arch / f"seed{seed}"
         if (unit / "done.json").is_file():
             continue
-        say(f"building {arch} seed {seed}", i / len(units))
+        say(f"building {arch} seed {seed}", i, len(units))
         shutil.rmtree(unit, ignore_errors=True)
         _build_unit(config, arch, seed, unit, data)
     manifest = {"version": ZOO_VERSION, "config": dataclasses.asdict(config), "key": config.key,
@@ -260,7 +260,7 @@ def build_zoo(config: ZooConfig = FULL, root: Path | None = None, progress: Prog
         manifest["units"][f"{arch}/seed{seed}"] = json.loads((root / arch / f"seed{seed}" / "done.json").read_text())
     manifest["last_build_seconds"] = round(time.perf_counter() - t_start, 1)
     (root / "zoo.json").write_text(json.dumps(manifest, indent=1))
-    say("zoo ready", 1.0)
+    say("zoo ready", len(units), len(units))
     return Zoo(root, config, manifest)
 
 

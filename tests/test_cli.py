@@ -101,3 +101,17 @@ def test_errors_are_one_line_with_nonzero_exit(workspace, capsys):
     proc = run_cli("compare", "/does/not/exist", "org/model", env_home=workspace / "home")
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "no such model" in proc.stderr
+
+
+def test_exit_code_follows_the_verdict(workspace):
+    lib = ["--library", str(workspace / "lib"), "-q"]
+    derived, unrelated = str(workspace / "derived"), str(workspace / "unrelated")
+    assert main(["scan", derived, *lib]) == 0  # without the flag: 0 whatever the verdict
+    assert main(["scan", unrelated, *lib]) == 0
+    assert main(["scan", derived, *lib, "--exit-code"]) == 0  # MATCH
+    assert main(["scan", unrelated, *lib, "--exit-code"]) == 1  # NO MATCH
+    assert main(["scan", str(workspace / "missing"), *lib, "--exit-code"]) == 2  # an error stays 2
+    ref12 = str(workspace / "ref12")
+    assert main(["compare", ref12, derived, *PROBE, "--exit-code"]) == 0
+    assert main(["compare", ref12, unrelated, *PROBE, "--exit-code"]) == 1
+    assert main(["compare", ref12, unrelated, *PROBE]) == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -66,19 +65,6 @@ The same engine runs from the command line (`seedprints scan MODEL --library DIR
 (`seedprints.audit.audit_library`)."""
 
 
-def _warm_up_umap() -> None:
-    """Import UMAP and fit a tiny map once, so numba compiles before the first audit needs it."""
-    import numpy as np
-
-    from seedprints.similarity import UMAP_MIN_POINTS, embed_2d
-
-    rng = np.random.default_rng(0)
-    d = rng.uniform(0.5, 1.0, (UMAP_MIN_POINTS + 1,) * 2)
-    d = (d + d.T) / 2
-    np.fill_diagonal(d, 0.0)
-    embed_2d(d)
-
-
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", "") or ""
 
@@ -94,12 +80,11 @@ class SeedPrintsApp:
 
     # ------------------------------------------------------------------ jobs (run in the worker thread)
     def _build_demo(self, job: Job) -> dict[str, Path]:
-        def say(msg: str, frac: float) -> None:
-            job.stage = msg
-            job.progress(int(round(100 * frac)), 100)
+        def say(stage: str, done: int, total: int) -> None:
+            job.stage = stage
+            job.progress(done, total)
 
         paths = build_demo(progress=say)
-        threading.Thread(target=_warm_up_umap, name="seedprints-umap-warmup", daemon=True).start()
         return paths
 
     def _clean_up(self, work: Path | None, files: list[str] | None) -> None:

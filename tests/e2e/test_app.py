@@ -22,7 +22,7 @@ def screenshot_path(name: str) -> Path:
 HEATMAP_SHAPE = "() => { const h = document.querySelector('#heatmap .js-plotly-plot');" \
                 " return h ? [h._fullData[0].type, h._fullData[0].z.length, h._fullData[0].z[0].length] : null }"
 MAP_POINTS = "() => { const h = document.querySelector('#umap .js-plotly-plot');" \
-             " return h ? h._fullData.reduce((n, t) => n + t.x.length, 0) : null }"
+             " return h ? h._fullData.filter(t => t.mode.includes('markers')).reduce((n, t) => n + t.x.length, 0) : null }"
 MAP_TITLE = "() => { const h = document.querySelector('#umap .js-plotly-plot'); return h ? h.layout.title.text : null }"
 EVIDENCE_TRACES = "() => { const h = document.querySelector('#evidence .js-plotly-plot'); return h ? h._fullData.length : null }"
 
@@ -55,7 +55,7 @@ def test_derived_suspect_matches_seed_3_with_plots(page):
     # suspect + 8 references: a 9 x 9 heatmap and 9 points on the map
     assert page.evaluate(HEATMAP_SHAPE) == ["heatmap", 9, 9]
     page.wait_for_function(f"({MAP_POINTS})() === 9")
-    assert "UMAP" in page.evaluate(MAP_TITLE)
+    assert "metric MDS" in page.evaluate(MAP_TITLE)
     assert page.evaluate(EVIDENCE_TRACES) >= 3
     ranked = page.inner_text("#ranked")
     assert ranked.index("demo-llama-seed3") < ranked.index("demo-llama-seed1")

@@ -1,0 +1,70 @@
+"""The map of an audit: on every demo suspect the families visibly stand apart, deterministically."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from seedprints.audit import audit_library
+from seedprints.demo import SUSPECTS, build_demo
+from seedprints.library import Library
+from seedprints.similarity import EvidenceMatrix, map_models, map_separation
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    paths = build_demo(tmp_path_factory.mktemp("demo"))
+    return paths, Library(paths["library"], create=False)
+
+
+@pytest.mark.parametrize("which", list(SUSPECTS))
+def test_demo_suspect_stands_with_its_family(demo, which):
+    paths, lib = demo
+    audit = audit_library(paths[which], lib, device="cpu")
+    m, emb = audit.matrix, audit.embedding
+    sig = m.significant()
+    sep = map_separation(emb.coords, sig)
+    if which == "unrelated":
+        assert not sig[0].any() and math.isnan(sep[0])  # no link, nothing to stand with
+    else:
+        assert sep[0] >= 2, (which, sep)
+    assert np.nanmedian(sep) >= 2
+    assert emb.method == "mds" and "metric MDS" in emb.note
+    # each reference pair (seed s, seed s fine-tuned) is linked; every link is within one seed
+    seeds = [lin for lin in m.lineages]
+    assert len([p for p in emb.links if 0 not in p]) == 4
+    assert all(seeds[i] == seeds[j] for i, j in emb.links if 0 not in (i, j))
+    assert np.array_equal(map_models(m).coords, emb.coords)  # deterministic
+    assert audit.to_dict()["map"]["links"] == [list(p) for p in emb.links]
+
+
+def test_separation_against_hand_computation():
+    coords = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [4.0, 0.0]])
+    sig = np.zeros((4, 4), dtype=bool)
+    sig[0, 1] = sig[1, 0] = True
+    sep = map_separation(coords, sig)
+    # model 0: nearest unrelated is model 2 at 3, farthest related is model 1 at 1
+    assert sep[0] == pytest.approx(3.0)
+    # model 1: unrelated 2 at sqrt(10), 3 at 3 -> 3; related 0 at 1
+    assert sep[1] == pytest.approx(3.0)
+    assert math.isnan(sep[2]) and math.isnan(sep[3])
+
+
+def test_significance_is_holm_corrected_over_the_map():
+    # 5 models: one true link (p = 1e-12) and one chance-sized link (p = 0.003, significant alone)
+    n = 5
+    lp = np.full((n, n), -0.3)
+    np.fill_diagonal(lp, np.nan)
+    lp[0, 1] = lp[1, 0] = -12.0
+    lp[2, 3] = -2.5
+    z = np.zeros((n, n))
+    z[0, 1] = z[1, 0] = 7.0
+    m = EvidenceMatrix([str(i) for i in range(n)], ["x"] * n, z, lp, "calibrated")
+    sig = m.significant(0.01)
+    assert sig[0, 1] and sig[1, 0]
+    assert not sig[2, 3]  # 2 x 10^-2.5 x 10 pairs > 0.01 after Holm
+    d = m.layout_distance()
+    assert d[2, 3] == 1.0 and d[0, 1] == pytest.approx(1 / 8)
+    assert map_models(m).links == ((0, 1),)
