@@ -17,6 +17,8 @@ from .fingerprint import Fingerprint, load_fingerprint
 from .library import Library
 from .paths import default_cache, default_library
 from .memory import parse_size
+from .methods import DEFAULT_ALPHA, DEFAULT_TEST, TESTS
+from .stats import DEFAULT_K
 from .probes import PRESETS, ProbeSpec, preset
 from .progress import tqdm_progress
 from .stats import SeedPrintsResult
@@ -57,12 +59,14 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def _test_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("test")
-    g.add_argument("--test", choices=["calibrated", "paper"], default="calibrated",
-                   help="calibrated (default): re-pairing null, holds its level for unrelated trained models; "
-                        "paper: the published test exactly (its analytical null can over-state evidence)")
-    g.add_argument("--k", type=float, default=0.10, help="identity dimensions: ratio of D (<1) or a count (default 0.10)")
-    g.add_argument("--alpha", type=float, default=0.01, help="significance level (default 0.01)")
-    g.add_argument("--permutations", type=int, default=2000, help="calibrated test: random re-pairings (default 2000)")
+    g.add_argument("--test", choices=list(TESTS), default=DEFAULT_TEST,
+                   help="; ".join(f"{m.name}{' (default)' if m.name == DEFAULT_TEST else ''}: {m.help}"
+                                  for m in TESTS.values()))
+    g.add_argument("--k", type=float, default=DEFAULT_K,
+                   help=f"identity dimensions: ratio of D (<1) or a count (default {DEFAULT_K:g})")
+    g.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})")
+    g.add_argument("--permutations", type=int, default=TESTS["calibrated"].defaults["n_permutations"],
+                   help="calibrated test: random re-pairings (default %(default)s)")
     g.add_argument("--mode", choices=["coset", "base"], default="coset", help="paper test only")
     g.add_argument("--null", choices=["analytical", "simplified", "full_pipeline"], default="analytical",
                    help="paper test only")

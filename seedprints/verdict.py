@@ -9,25 +9,20 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .errors import SeedPrintsError
 from .fingerprint import Fingerprint
-from .stats import SeedPrintsResult, SuspectRanks, calibrated_test, holm_log10, seedprints_test
+from .methods import DEFAULT_ALPHA, DEFAULT_TEST, TESTS, get_test  # noqa: F401 (re-exported)
+from .stats import SeedPrintsResult, SuspectRanks, holm_log10
 
 Label = Literal["MATCH", "AMBIGUOUS", "NO MATCH", "INCONCLUSIVE"]
 #: Exit codes of ``scan --exit-code`` / ``compare --exit-code`` per verdict (2 stays the error code, as in git diff).
 EXIT_CODES: dict[str, int] = {"MATCH": 0, "NO MATCH": 1, "AMBIGUOUS": 4, "INCONCLUSIVE": 5}
-TestName = Literal["calibrated", "paper"]
-DEFAULT_ALPHA = 0.01
-DEFAULT_TEST: TestName = "calibrated"
-TESTS = ("calibrated", "paper")
+TestName = str  # a key of seedprints.methods.TESTS
 
 
 def run_test(reference: Any, suspect: Any, test: str = DEFAULT_TEST, **kwargs: Any) -> SeedPrintsResult:
-    """Dispatch to the calibrated test (default) or the paper's test (``test='paper'``)."""
-    if test == "calibrated":
-        return calibrated_test(reference, suspect, **kwargs)
-    if test == "paper":
-        return seedprints_test(reference, suspect, **kwargs)
-    raise ValueError(f"unknown test {test!r}: use 'calibrated' or 'paper'")
+    """Run a registered test (:data:`seedprints.methods.TESTS`): the calibrated one by default."""
+    return get_test(test).run(reference, suspect, **kwargs)
 
 
 def lineage_label(family: str, seed: int | None) -> str:
@@ -133,9 +128,8 @@ def scan(
     (:func:`~seedprints.stats.seedprints_test`); extra keywords go to that function.
     """
     if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    if test not in TESTS:
-        raise ValueError(f"unknown test {test!r}: use 'calibrated' or 'paper'")
+        raise SeedPrintsError(f"alpha must lie in (0, 1), got {alpha}: use a level such as 0.01")
+    get_test(test)
     # the calibrated test ranks the suspect's columns once for the whole scan
     prepared: Any = SuspectRanks(suspect) if test == "calibrated" else suspect
     tested: list[tuple[RefInfo, SeedPrintsResult]] = []
