@@ -192,7 +192,9 @@ def audit_library(
     by_name = {ref.name: (ref, fp) for ref, fp in refs}
     ranked = [by_name[row.reference.name] for row in report.rows[:map_size]]
     items = [(sus.name, "suspect", sus)] + [(ref.name, ref.lineage, fp) for ref, fp in ranked]
-    matrix = pairwise_evidence(items, test=test)
+    # the scan already tested every reference against the suspect: reuse that column
+    known = {(i + 1, 0): row.result for i, row in enumerate(report.rows[:map_size])}
+    matrix = pairwise_evidence(items, test=test, known=known)
     embedding = map_models(matrix, alpha)
     t3 = time.perf_counter()
     top = report.rows[0].result if report.rows else None

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import zipfile
+import zlib
+
+#: What zipfile and the file system raise on damaged, exotic (encrypted, unknown compression, bad
+#: names) or self-contradicting archives: every archive reader turns these into one line.
+ZIP_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError,
+                                               NotImplementedError, UnicodeDecodeError, ValueError, IndexError)
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when it has none), at most ``limit`` characters."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:limit]
+
 
 class SeedPrintsError(Exception):
     """Base class; str(err) is a single line that names the problem and, where possible, the fix."""

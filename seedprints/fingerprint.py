@@ -12,14 +12,14 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import __version__
-from .errors import FingerprintFileError, IncompatibleFingerprintsError
+from .errors import FingerprintFileError, IncompatibleFingerprintsError, first_line
+from .fileio import atomic_write_bytes
 from .loading import ModelFacts
 from .probes import ProbeSpec
 
@@ -151,31 +151,6 @@ def content_hash(meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write bytes to path so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
-        pass
-    return path
-
-
 def load_fingerprint(path: str | os.PathLike[str]) -> Fingerprint:
     """Read and verify a fingerprint file; a truncated, edited or foreign file gets a one-line error."""
     p = Path(path)
@@ -210,7 +185,7 @@ def fingerprint_from_bytes(data: bytes, label: str = "fingerprint") -> Fingerpri
     try:
         tensors = load(data)
     except Exception as exc:
-        raise FingerprintFileError(f"{bad}: the file is truncated or corrupt ({str(exc).splitlines()[0][:120]})") from None
+        raise FingerprintFileError(f"{bad}: the file is truncated or corrupt ({first_line(exc, 120)})") from None
     needed = {"features", "columns", "column_means"}
     if set(tensors) != needed:
         raise FingerprintFileError(f"{bad}: expected tensors {sorted(needed)}, found {sorted(tensors)}")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, first_line
 
 #: ``org/name`` optionally followed by ``@revision`` (a branch, tag or commit sha).
 HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w.][\w./-]*))?$")
@@ -132,7 +132,7 @@ def resolve(text: str) -> HubRevision:
         try:  # the Hub is unreachable: the local cache may still know this revision
             return HubRevision(repo, rev, _local_commit(repo, rev))
         except ModelLoadError:
-            raise ModelLoadError(f"cannot reach the Hugging Face Hub to resolve {repo}@{rev} ({_first_line(exc)}): "
+            raise ModelLoadError(f"cannot reach the Hugging Face Hub to resolve {repo}@{rev} ({first_line(exc)}): "
                                  "check your connection, or set HF_HUB_OFFLINE=1 to use the local cache") from None
     if not info.sha:
         raise ModelLoadError(f"the Hugging Face Hub returned no commit for {repo}@{rev}: retry, or pin a commit sha")
@@ -175,16 +175,11 @@ def _hub_error(exc: BaseException, repo: str, rev: str) -> ModelLoadError | None
         return ModelLoadError(f"{repo} is not on the Hugging Face Hub (or it is private): check the id, or log in "
                               "with 'hf auth login' if you have access")
     if isinstance(exc, EntryNotFoundError) and not isinstance(exc, LocalEntryNotFoundError):
-        return ModelLoadError(f"{repo}@{rev} lacks a file it needs ({_first_line(exc)}): "
+        return ModelLoadError(f"{repo}@{rev} lacks a file it needs ({first_line(exc)}): "
                               "it is not a complete transformers checkpoint")
     if isinstance(exc, HFValidationError):
-        return ModelLoadError(f"{repo}@{rev} is not a valid Hub id or revision: {_first_line(exc)}")
+        return ModelLoadError(f"{repo}@{rev} is not a valid Hub id or revision: {first_line(exc)}")
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
 
 
 # ---------------------------------------------------------------------------- snapshots
@@ -246,7 +241,7 @@ def _download(rev: HubRevision, check_config: Callable[[Path], None] | None) -> 
         raise
     except Exception as exc:
         raise _hub_error(exc, rev.repo_id, rev.requested) or ModelLoadError(
-            f"cannot download {rev.pinned} from the Hugging Face Hub ({_first_line(exc)}): check your connection, "
+            f"cannot download {rev.pinned} from the Hugging Face Hub ({first_line(exc)}): check your connection, "
             "or pass a local folder") from None
     return layout
 
@@ -268,7 +263,7 @@ def _weight_names(folder: Path, layout: str) -> list[str]:
         weight_map = json.loads((folder / layout).read_text())["weight_map"]
         shards = sorted(set(weight_map.values()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ModelLoadError(f"weight index {folder / layout} is unreadable ({_first_line(exc)}): "
+        raise ModelLoadError(f"weight index {folder / layout} is unreadable ({first_line(exc)}): "
                              "re-download the snapshot") from None
     if not shards or not all(isinstance(s, str) and s and "/" not in s and ".." not in s for s in shards):
         raise ModelLoadError(f"weight index {folder / layout} names no usable shard files: re-download the snapshot")

@@ -15,14 +15,14 @@ import sqlite3
 import stat
 import uuid
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import FingerprintFileError, LibraryError
-from .fingerprint import Fingerprint, atomic_write_bytes, fingerprint_from_bytes, load_fingerprint
+from .errors import ZIP_ERRORS, FingerprintFileError, LibraryError, SeedPrintsError, first_line
+from .fileio import atomic_write_bytes
+from .fingerprint import Fingerprint, fingerprint_from_bytes, load_fingerprint
 from .probes import ProbeSpec
 from .verdict import lineage_label
 
@@ -32,13 +32,6 @@ MAX_ARCHIVE_MEMBERS = 10_000
 MAX_MEMBER_BYTES = 512 << 20
 MAX_ARCHIVE_BYTES = 8 << 30
 MAX_COMPRESSION_RATIO = 200
-#: what zipfile raises on damaged or exotic archives (encryption, unknown compression, bad names)
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError,
-               UnicodeDecodeError, ValueError, IndexError)
-
-
-def _first(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
 
 
 _MEMBER = re.compile(r"^fingerprints/[0-9a-f]{16,32}\.safetensors$")
@@ -59,6 +52,10 @@ CREATE TABLE IF NOT EXISTS refs (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS refs_probe ON refs(probe_id);
+CREATE TABLE IF NOT EXISTS probes (
+    probe_id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL
+);
 """
 _COLUMNS = ("id", "name", "family", "seed", "notes", "architecture", "hidden_size", "probe_id", "weights_hash",
             "file", "content_sha256", "created_at")
@@ -157,13 +154,51 @@ class Library:
         return self._rows("WHERE probe_id = ? ORDER BY family, seed, name", (probe_id,))
 
     def probes(self) -> list[tuple[ProbeSpec, int]]:
-        """Every probe the references were fingerprinted with and how many use it, most used first."""
+        """Every probe the references were fingerprinted with and how many use it, most used first.
+
+        Specs come from the index; a library written before the index kept them reads one
+        fingerprint per probe once and records its spec.
+        """
         counts = Counter(r.probe_id for r in self.list())
+        specs = self._probe_specs()
         out = []
         for probe_id, count in counts.most_common():
-            ref = next(r for r in self.list(probe_id))
-            out.append((self.load(ref).spec, count))
+            spec = specs.get(probe_id)
+            if spec is None:
+                spec = self.load(next(r for r in self.list(probe_id))).spec
+                self._record_probes({probe_id: spec})
+            out.append((spec, count))
         return out
+
+    def _probe_specs(self) -> dict[str, ProbeSpec]:
+        conn = self._connect()
+        try:
+            rows = conn.execute("SELECT probe_id, spec FROM probes").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise LibraryError(f"library index {self.index_path} is damaged ({exc}): restore it from an export") from None
+        finally:
+            conn.close()
+        out = {}
+        for probe_id, text in rows:
+            try:
+                spec = ProbeSpec.from_dict(json.loads(text))
+            except (SeedPrintsError, ValueError, TypeError):
+                continue  # an unreadable row is ignored: the spec is read from a fingerprint instead
+            if spec.id == probe_id:
+                out[probe_id] = spec
+        return out
+
+    def _record_probes(self, specs: dict[str, ProbeSpec], conn: sqlite3.Connection | None = None) -> None:
+        rows = [(pid, json.dumps(spec.to_dict(), sort_keys=True)) for pid, spec in specs.items()]
+        if conn is not None:
+            conn.executemany("INSERT OR IGNORE INTO probes (probe_id, spec) VALUES (?, ?)", rows)
+            return
+        own = self._connect()
+        try:
+            with own:
+                own.executemany("INSERT OR IGNORE INTO probes (probe_id, spec) VALUES (?, ?)", rows)
+        finally:
+            own.close()
 
     def default_probe(self) -> ProbeSpec | None:
         """The probe most references share (None for an empty library): suspects are fingerprinted with it."""
@@ -212,18 +247,20 @@ class Library:
         ref = Reference(ref_id, name, family or "", seed, notes or "", fp.model.architecture, fp.d, fp.spec.id,
                         fp.model.weights_hash, rel, stored.content_hash, stored.created_at)
         try:
-            self._insert([ref])
+            self._insert([ref], {fp.spec.id: fp.spec})
         except BaseException:
             (self.root / rel).unlink(missing_ok=True)
             raise
         return ref
 
-    def _insert(self, refs: list[Reference]) -> None:
+    def _insert(self, refs: list[Reference], specs: dict[str, ProbeSpec]) -> None:
+        """Index new references and their probes' specs in one transaction."""
         conn = self._connect()
         try:
             with conn:
                 conn.executemany(f"INSERT INTO refs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                                  [dataclasses.astuple(r) for r in refs])
+                self._record_probes(specs, conn)
         except sqlite3.IntegrityError as exc:
             raise LibraryError(f"cannot add to the library: {exc} (names must be unique)") from None
         finally:
@@ -272,16 +309,19 @@ class Library:
                                "remove them or import with on_conflict='skip'")
         new: list[Reference] = []
         written: list[Path] = []
+        specs: dict[str, ProbeSpec] = {}
         try:
             for ref, data in entries:
                 if ref.name in existing:
                     continue
+                if ref.probe_id not in specs:
+                    specs[ref.probe_id] = fingerprint_from_bytes(data, ref.name).spec
                 ref_id = uuid.uuid4().hex[:16]
                 rel = f"fingerprints/{ref_id}.safetensors"
                 written.append(atomic_write_bytes(self.root / rel, data))
                 new.append(dataclasses.replace(ref, id=ref_id, file=rel))
                 existing.add(ref.name)
-            self._insert(new)
+            self._insert(new, specs)
         except BaseException:
             for p in written:
                 p.unlink(missing_ok=True)
@@ -296,8 +336,8 @@ def read_library_archive(path: str | os.PathLike[str]) -> list[tuple[Reference, 
         raise LibraryError(f"no such library archive: {os.fspath(path)!r}")
     try:
         zf = zipfile.ZipFile(p)
-    except _ZIP_ERRORS as exc:
-        raise LibraryError(f"{p.name} is not a valid zip archive ({_first(exc)})") from None
+    except ZIP_ERRORS as exc:
+        raise LibraryError(f"{p.name} is not a valid zip archive ({first_line(exc)})") from None
     with zf:
         infos = zf.infolist()
         if len(infos) > MAX_ARCHIVE_MEMBERS:
@@ -323,12 +363,14 @@ def read_library_archive(path: str | os.PathLike[str]) -> list[tuple[Reference, 
             raise LibraryError(f"{p.name} would expand to {total} bytes, over the {MAX_ARCHIVE_BYTES} limit: refused")
         if "manifest.json" not in names:
             raise LibraryError(f"{p.name} has no manifest.json: it is not a SeedPrints library export")
+        not_manifest = LibraryError(f"{p.name}: manifest.json is not a SeedPrints library manifest")
         try:
             manifest = json.loads(_read_member(zf, "manifest.json"))
-            refs_raw = manifest["references"]
-            assert manifest["format"] == ARCHIVE_FORMAT and isinstance(refs_raw, list)
-        except Exception:
-            raise LibraryError(f"{p.name}: manifest.json is not a SeedPrints library manifest") from None
+        except (ValueError, RecursionError):
+            raise not_manifest from None
+        refs_raw = manifest.get("references") if isinstance(manifest, dict) else None
+        if not isinstance(refs_raw, list) or manifest.get("format") != ARCHIVE_FORMAT:
+            raise not_manifest
         if manifest.get("version") != ARCHIVE_VERSION:
             raise LibraryError(f"{p.name} is library archive version {manifest.get('version')!r}; "
                                f"this seedprints reads version {ARCHIVE_VERSION}")
@@ -367,8 +409,8 @@ def _read_member(zf: zipfile.ZipFile, name: str) -> bytes:
     try:
         with zf.open(info) as f:
             data = f.read(limit + 1)
-    except _ZIP_ERRORS as exc:
-        raise LibraryError(f"archive entry {name!r} is corrupt or uses an unsupported zip feature ({_first(exc)}): "
+    except ZIP_ERRORS as exc:
+        raise LibraryError(f"archive entry {name!r} is corrupt or uses an unsupported zip feature ({first_line(exc)}): "
                            "refused") from None
     if len(data) > limit:
         raise LibraryError(f"archive entry {name!r} expands beyond its declared size: refused")

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from . import hub
-from .errors import ModelLoadError
+from .errors import ModelLoadError, first_line
 
 #: Model types that are encoder-only or encoder-decoder: SeedPrints needs a decoder-only LM.
 ENCODER_ONLY_TYPES = frozenset({
@@ -273,12 +273,7 @@ def read_config(src: ModelSource, trust_remote_code: bool) -> Any:
         return AutoConfig.from_pretrained(str(src.config_path), trust_remote_code=trust_remote_code,
                                           local_files_only=True)
     except Exception as exc:  # transformers raises ValueError/KeyError/OSError for unknown configs
-        raise ModelLoadError(f"cannot read config of {src.name}: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+        raise ModelLoadError(f"cannot read config of {src.name}: {first_line(exc)}") from None
 
 
 def download_from_hub(repo_id: str, trust_remote_code: bool = False) -> ModelSource:
@@ -371,7 +366,7 @@ def _load_hf(src: ModelSource, cfg: Any, label: str, dev: torch.device, target: 
     except ModelLoadError:
         raise
     except Exception as exc:
-        msg = _first_line(exc)
+        msg = first_line(exc)
         if "Unrecognized configuration class" in msg or "does not recognize this architecture" in msg:
             raise ModelLoadError(f"{label}: architecture {getattr(cfg, 'model_type', '?')!r} is not a causal LM "
                                  "that transformers can load") from None
@@ -399,7 +394,7 @@ def _load_gguf(src: ModelSource, label: str, dev: torch.device, dtype: str | tor
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=target,
                                                      local_files_only=True)
     except Exception as exc:
-        raise ModelLoadError(f"cannot load GGUF {path.name}: {_first_line(exc)}") from None
+        raise ModelLoadError(f"cannot load GGUF {path.name}: {first_line(exc)}") from None
     check_causal_lm_config(model.config, label)
     model.to(dev)
     model.eval()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
 from .fingerprint import Fingerprint
-from .stats import SuspectRanks, holm_log10
+from .stats import SeedPrintsResult, SuspectRanks, holm_log10
 from .verdict import DEFAULT_TEST, run_test, skip_reason
 
 #: below this many models the map uses metric MDS instead of UMAP.  Measured on the demo audits and
@@ -111,19 +111,29 @@ def map_separation(coords: np.ndarray, significant: np.ndarray) -> np.ndarray:
     return out
 
 
-def pairwise_evidence(items: Sequence[tuple[str, str, Fingerprint]], test: str = DEFAULT_TEST) -> EvidenceMatrix:
-    """Test every ordered pair of (name, lineage label, fingerprint) items with one test."""
+def pairwise_evidence(items: Sequence[tuple[str, str, Fingerprint]], test: str = DEFAULT_TEST,
+                      known: Mapping[tuple[int, int], SeedPrintsResult] | None = None) -> EvidenceMatrix:
+    """Test every ordered pair of (name, lineage label, fingerprint) items with one test.
+
+    ``known`` holds results already computed with the same test and defaults, keyed by
+    (reference index, suspect index) (a scan's column, say); those pairs are not tested again.
+    """
     n = len(items)
     z = np.full((n, n), np.nan)
     lp = np.full((n, n), np.nan)
+    known = known or {}
     for j, (_, _, sus) in enumerate(items):
         if not sus.is_full:
             continue
-        prepared = SuspectRanks(sus) if test == "calibrated" else sus
+        prepared: Any = None
         for i, (_, _, ref) in enumerate(items):
             if i == j or skip_reason(sus, ref) is not None:
                 continue
-            res = run_test(ref, prepared, test)
+            res = known.get((i, j))
+            if res is None:
+                if prepared is None:
+                    prepared = SuspectRanks(sus) if test == "calibrated" else sus
+                res = run_test(ref, prepared, test)
             if not res.inconclusive:
                 z[i, j], lp[i, j] = res.z, res.log10_pvalue
     return EvidenceMatrix([it[0] for it in items], [it[1] for it in items], z, lp, test)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import Cancelled, ModelLoadError
+from .errors import Cancelled, ModelLoadError, first_line
 from .loading import count_load
 from .memory import MemoryBudgetError, format_size
 from .probes import ProbeSpec
@@ -181,7 +181,7 @@ class StreamedModel:
                 self.model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, trust_remote_code=trust_remote_code)
         except Exception as exc:
             raise StreamingUnsupported(f"cannot build architecture {arch!r} without weights: "
-                                       f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+                                       f"{first_line(exc)}") from None
         self.model.eval()
         self.model.requires_grad_(False)
         body = getattr(self.model, "base_model", None)

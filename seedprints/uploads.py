@@ -12,23 +12,15 @@ import os
 import shutil
 import stat
 import zipfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from .errors import UploadError
+from .errors import ZIP_ERRORS, UploadError, first_line
 
 DEFAULT_MAX_UPLOAD_BYTES = 2 << 30
 MAX_ZIP_MEMBERS = 2_000
 MAX_RATIO = 200
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
-#: what zipfile and the file system raise on damaged, exotic or self-contradicting archives
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError,
-               UnicodeDecodeError, ValueError, IndexError)
-
-
-def _first(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
 
 
 def _mb(n: int) -> str:
@@ -86,8 +78,8 @@ def extract_model_zip(path: str | os.PathLike[str], dest: str | os.PathLike[str]
     p, out = Path(path), Path(dest)
     try:
         zf = zipfile.ZipFile(p)
-    except _ZIP_ERRORS as exc:
-        raise UploadError(f"{p.name} is not a valid zip archive ({_first(exc)}): zip the model folder again") from None
+    except ZIP_ERRORS as exc:
+        raise UploadError(f"{p.name} is not a valid zip archive ({first_line(exc)}): zip the model folder again") from None
     with zf:
         all_infos = zf.infolist()
         if len(all_infos) > MAX_ZIP_MEMBERS:
@@ -106,8 +98,8 @@ def extract_model_zip(path: str | os.PathLike[str], dest: str | os.PathLike[str]
                 _copy_member(zf, info, target, p.name)
         except UploadError:
             raise
-        except _ZIP_ERRORS as exc:
-            raise UploadError(f"{p.name} cannot be unpacked ({_first(exc)}): zip the model folder again") from None
+        except ZIP_ERRORS as exc:
+            raise UploadError(f"{p.name} cannot be unpacked ({first_line(exc)}): zip the model folder again") from None
     configs = sorted(out.rglob("config.json"), key=lambda c: len(c.parts))
     if not configs:
         raise UploadError(f"{p.name} has no config.json: zip the folder that save_pretrained() wrote")
@@ -138,6 +130,6 @@ def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archi
                 if written > info.file_size:
                     raise UploadError(f"{archive}: {info.filename!r} expands beyond its declared size: refused")
                 dst.write(chunk)
-    except _ZIP_ERRORS as exc:
-        raise UploadError(f"{archive}: {info.filename!r} is corrupt or cannot be unpacked ({_first(exc)}): "
+    except ZIP_ERRORS as exc:
+        raise UploadError(f"{archive}: {info.filename!r} is corrupt or cannot be unpacked ({first_line(exc)}): "
                           "zip the model folder again") from None

@@ -177,3 +177,26 @@ def test_in_memory_suspect_with_a_name(workspace):
     assert a.matrix.names == ["mystery", "ref-seed3"] and a.embedding.method == "line"
     assert a.report.verdict.label == "MATCH" and a.report.verdict.seed == 3
     assert not math.isnan(a.matrix.z[1, 0])
+
+
+def test_listing_probes_reads_the_index_not_the_files(workspace, monkeypatch):
+    _, lib, _ = workspace
+    expected = lib.probes()
+    def refuse(*a, **k):
+        raise AssertionError("a fingerprint file was opened to list probes")
+
+    monkeypatch.setattr(Library, "load", refuse)
+    assert [(s.id, n) for s, n in lib.probes()] == [(s.id, n) for s, n in expected]
+    assert lib.default_probe().id == expected[0][0].id
+
+
+def test_library_written_before_the_probe_table_backfills_it(workspace):
+    import sqlite3
+
+    _, lib, _ = workspace
+    expected = [(s.id, n) for s, n in lib.probes()]
+    with sqlite3.connect(lib.index_path) as conn:  # as an older seedprints left it: no probe specs
+        conn.execute("DELETE FROM probes")
+    assert [(s.id, n) for s, n in lib.probes()] == expected  # read from a fingerprint once...
+    with sqlite3.connect(lib.index_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM probes").fetchone()[0] == len(expected)  # ...and recorded

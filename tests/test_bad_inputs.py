@@ -652,7 +652,7 @@ def test_import_second_entry_bad_leaves_nothing(lib, export, tmp_path):
 def interrupt_index_insert(monkeypatch) -> None:
     """Make the SQLite insert fail as if the process were interrupted after files were written."""
 
-    def interrupted(self, refs):
+    def interrupted(self, refs, specs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Library, "_insert", interrupted)
