@@ -23,6 +23,7 @@ from .library import Library
 from .paths import home
 from .progress import ProgressCallback
 from .probes import ProbeSpec
+from .tiny import tiny_llama
 
 DEMO_VERSION = 2
 FAMILY = "demo-llama"
@@ -41,13 +42,7 @@ DEMO_PROBE = ProbeSpec(kind="token", n_samples=400, seq_len=24, vocab_range=VOCA
 
 def demo_model(seed: int) -> torch.nn.Module:
     """A freshly initialised 4-layer, 256-wide llama-style LM whose weights depend only on ``seed``."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                      architectures=["LlamaForCausalLM"])
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(cfg).eval()
+    return tiny_llama(seed, hidden=256, layers=4, vocab=VOCAB)
 
 
 def build_demo(root: Path | None = None, progress: ProgressCallback | None = None) -> dict[str, Path]:

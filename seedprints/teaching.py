@@ -36,7 +36,9 @@ from .errors import Cancelled, SeedPrintsError
 from .fingerprint import Fingerprint
 from .loading import hash_state_dict
 from .probes import ProbeSpec
+from .progress import ProgressCallback
 from .stats import SeedPrintsResult, SuspectRanks, calibrated_test, centered_ranks, identity_dims, resolve_k
+from .tiny import tiny_llama
 
 # ---------------------------------------------------------------------------- settings of the lesson
 HIDDEN = 128
@@ -68,8 +70,7 @@ TRAINING_TEXT = (
     "was erased. A p-value tells how surprising the agreement would be for unrelated models, no more. "
 )
 
-Progress = Callable[[str, int, int], None]
-"""progress(stage, done, total): what a long step is doing, for a progress bar."""
+Progress = ProgressCallback  # the engine's one progress contract: progress(stage, done, total)
 
 
 def _say(progress: Progress | None, stage: str, done: int, total: int) -> None:
@@ -125,27 +126,9 @@ def check_seed(name: str, value: Any) -> int:
 
 
 # ---------------------------------------------------------------------------- step 1: two models
-def tiny_config(hidden: int = HIDDEN, layers: int = LAYERS, vocab: int = VOCAB) -> Any:
-    """The llama-style config of the lesson's models (4 heads, MLP width 2 x hidden)."""
-    from transformers import LlamaConfig
-
-    return LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                       architectures=["LlamaForCausalLM"])
-
-
 def tiny_model(seed: int, hidden: int = HIDDEN, layers: int = LAYERS, vocab: int = VOCAB) -> torch.nn.Module:
-    """A freshly initialised llama-style LM whose weights depend only on ``seed`` (in eval mode).
-
-    The global torch RNG is seeded inside ``fork_rng``, so the caller's RNG state is left as it was.
-    """
-    from transformers import LlamaForCausalLM
-
-    cfg = tiny_config(hidden, layers, vocab)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(cfg)
-    return model.eval()
+    """A freshly initialised lesson model (the shared tiny llama recipe) whose weights depend only on ``seed``."""
+    return tiny_llama(seed, hidden, layers, vocab)
 
 
 #: config fields step 1 lists one by one (the rest are counted)
@@ -193,7 +176,7 @@ def teaching_probe(n: int = PROBE_N, seq_len: int = PROBE_L, vocab: int = VOCAB,
 def fingerprint(model: torch.nn.Module, spec: ProbeSpec, name: str, progress: Progress | None = None,
                 cancel: Any = None) -> Fingerprint:
     """Full in-memory fingerprint (all D columns) of a model on the probe; no cache."""
-    def report(done: int, total: int) -> None:
+    def report(stage: str, done: int, total: int) -> None:
         _say(progress, f"running the probe through {name}", done, total)
 
     return fingerprint_model(model, spec, name=name, device="cpu", progress=report, cancel=cancel)

@@ -17,16 +17,10 @@ TINY_VOCAB = 512
 
 
 def tiny_llama(seed: int, hidden: int = 128, layers: int = 2, vocab: int = TINY_VOCAB) -> torch.nn.Module:
-    """A randomly initialised llama-style causal LM whose weights depend only on ``seed``."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A randomly initialised llama-style causal LM whose weights depend only on ``seed`` (seedprints.tiny's recipe)."""
+    from seedprints.tiny import tiny_llama as build
 
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                      architectures=["LlamaForCausalLM"])
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(cfg)
-    model.eval()
-    return model
+    return build(seed, hidden=hidden, layers=layers, vocab=vocab)
 
 
 def tiny_spec(n: int = 300, seq_len: int = 16, vocab: int = TINY_VOCAB, seed: int = 0) -> ProbeSpec:

@@ -92,14 +92,9 @@ def page(browser, app_server):
 
 def save_llama(folder: Path, seed: int, layers: int, intermediate: int) -> Path:
     """Save a real random-init llama (vocabulary 1024, hidden size 256, like the demo family) from ``seed``."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from seedprints.tiny import tiny_llama
 
-    cfg = LlamaConfig(vocab_size=1024, hidden_size=256, intermediate_size=intermediate, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                      architectures=["LlamaForCausalLM"])
-    torch.manual_seed(seed)
-    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tiny_llama(seed, hidden=256, layers=layers, vocab=1024, intermediate=intermediate).save_pretrained(folder)
     return folder
 
 
