@@ -6,14 +6,20 @@ Used by the demo, tests and robustness checks; each returns a new model and leav
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 
 
-def fine_tune(model: torch.nn.Module, steps: int = 50, lr: float = 1e-4, batch: int = 8, seq_len: int = 32,
-              seed: int = 123, vocab_range: int | None = None, text: str | None = None) -> torch.nn.Module:
-    """Full fine-tune with AdamW (next-token loss) on seeded random token sequences, or on windows of
-    ``text`` whose UTF-8 bytes serve as token ids (no tokenizer needed)."""
+def train(model: torch.nn.Module, steps: int = 50, lr: float = 1e-4, batch: int = 8, seq_len: int = 32,
+          seed: int = 123, vocab_range: int | None = None, text: str | None = None,
+          on_step: Callable[[int, float], None] | None = None) -> tuple[torch.nn.Module, list[float]]:
+    """Train a copy of ``model`` with AdamW (next-token loss); returns the copy (eval mode) and every step's loss.
+
+    Batches are seeded random token sequences, or random windows of ``text`` whose UTF-8 bytes
+    serve as token ids (no tokenizer needed).  ``on_step(step, loss)`` runs after each step and
+    may raise to stop (a cancel); the input model is left untouched.
+    """
     tuned = copy.deepcopy(model)
     tuned.train()
     tuned.requires_grad_(True)
@@ -26,7 +32,8 @@ def fine_tune(model: torch.nn.Module, steps: int = 50, lr: float = 1e-4, batch: 
         ids = torch.tensor(list(text.encode("utf-8")), dtype=torch.long) % vocab
         if len(ids) <= seq_len:
             raise ValueError(f"fine-tuning text must be longer than seq_len={seq_len} bytes")
-    for _ in range(steps):
+    losses: list[float] = []
+    for step in range(steps):
         if ids is None:
             x = torch.randint(0, vocab, (batch, seq_len), generator=g)
         else:
@@ -34,12 +41,21 @@ def fine_tune(model: torch.nn.Module, steps: int = 50, lr: float = 1e-4, batch: 
             x = torch.stack([ids[s:s + seq_len] for s in starts.tolist()])
         x = x.to(device)
         loss = tuned(input_ids=x, labels=x).loss
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step + 1, losses[-1])
     tuned.eval()
     tuned.requires_grad_(False)
-    return tuned
+    return tuned, losses
+
+
+def fine_tune(model: torch.nn.Module, steps: int = 50, lr: float = 1e-4, batch: int = 8, seq_len: int = 32,
+              seed: int = 123, vocab_range: int | None = None, text: str | None = None) -> torch.nn.Module:
+    """Full fine-tune (:func:`train`), returning only the tuned copy."""
+    return train(model, steps, lr, batch, seq_len, seed, vocab_range, text)[0]
 
 
 def int8_dynamic(model: torch.nn.Module) -> torch.nn.Module:

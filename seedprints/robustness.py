@@ -33,15 +33,31 @@ BUILTIN_TEXT = (
     "is only here to move the weights a little, the way a short fine-tune on new data would."
 )
 
-#: name -> (what it does, for people; the function)
-MODIFICATIONS: dict[str, tuple[str, Callable[[torch.nn.Module], torch.nn.Module]]] = {
-    "int8": ("8-bit symmetric weight quantization", lambda m: quantize_weights(m, bits=8)),
-    "int4": ("4-bit weight quantization, groups of 64", lambda m: quantize_weights(m, bits=4, group_size=64)),
-    "fine-tune": ("fine-tune 30 steps at lr 1e-4 on built-in text",
-                  lambda m: fine_tune(m, steps=30, lr=1e-4, batch=4, seq_len=32, text=BUILTIN_TEXT)),
-    "noise": ("Gaussian weight noise, 1% of each tensor's std", lambda m: weight_noise(m, rel=0.01)),
-    "prune": ("30% magnitude pruning", lambda m: magnitude_prune(m, 0.3)),
-}
+Modification = tuple[str, Callable[[torch.nn.Module], torch.nn.Module]]
+
+
+def modifications(*, ft_steps: int = 30, ft_lr: float = 1e-4, ft_text: str | None = BUILTIN_TEXT,
+                  noise: float = 0.01, prune: float = 0.3, int4_group: int = 64, seed: int = 123
+                  ) -> dict[str, Modification]:
+    """name -> (what it does, for people; the function): int8, int4, a fine-tune, weight noise, pruning.
+
+    The robustness panel uses the defaults; the Learn tab's step 5 passes its own settings.
+    """
+    data = "built-in text" if ft_text is not None else "random tokens"
+    return {
+        "int8": ("8-bit symmetric weight quantization", lambda m: quantize_weights(m, bits=8)),
+        "int4": (f"4-bit weight quantization, groups of {int4_group}",
+                 lambda m: quantize_weights(m, bits=4, group_size=int4_group)),
+        "fine-tune": (f"fine-tune {ft_steps} steps at lr {ft_lr:g} on {data}",
+                      lambda m: fine_tune(m, steps=ft_steps, lr=ft_lr, batch=4 if ft_text else 8, seq_len=32,
+                                          seed=seed, text=ft_text)),
+        "noise": (f"Gaussian weight noise, {noise:.0%} of each tensor's std", lambda m: weight_noise(m, rel=noise, seed=7)),
+        "prune": (f"{prune:.0%} magnitude pruning", lambda m: magnitude_prune(m, prune)),
+    }
+
+
+#: the robustness panel's modifications
+MODIFICATIONS: dict[str, Modification] = modifications()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,11 +31,12 @@ from plotly.subplots import make_subplots
 from scipy import stats as sps
 
 from .audit import fingerprint_model
-from .derive import fine_tune, magnitude_prune, quantize_weights, weight_noise
+from .derive import train
 from .errors import Cancelled, SeedPrintsError
 from .fingerprint import Fingerprint
 from .loading import hash_state_dict
 from .probes import ProbeSpec
+from .robustness import modifications
 from .progress import ProgressCallback
 from .stats import SeedPrintsResult, SuspectRanks, calibrated_test, centered_ranks, identity_dims, resolve_k
 from .tiny import tiny_llama
@@ -269,37 +270,24 @@ def text_tokens(text: str = TRAINING_TEXT) -> torch.Tensor:
 def train_with_losses(model: torch.nn.Module, steps: int = TRAIN_STEPS, lr: float = TRAIN_LR, seed: int = 0, *,
                       batch: int = TRAIN_BATCH, seq_len: int = TRAIN_SEQ, text: str = TRAINING_TEXT,
                       progress: Progress | None = None, cancel: Any = None) -> tuple[torch.nn.Module, list[float]]:
-    """Train a copy of ``model`` with AdamW on random windows of ``text`` (next-byte loss).
+    """Train a copy of ``model`` on random windows of ``text`` (next-byte loss) with the shared loop
+    (:func:`seedprints.derive.train`), checking the lesson's settings, cancel and divergence.
 
     ``seed`` fixes which windows are drawn.  Returns the trained copy (in eval mode) and the
     loss of every step; the input model is left untouched.
     """
     steps = int_setting("training steps", steps, 1, 5000)
     lr = float_setting("learning rate", lr, 1e-7, 1.0)
-    data = text_tokens(text)
-    seq_len = min(int(seq_len), len(data) - 1)
-    trained = copy.deepcopy(model)
-    trained.train()
-    trained.requires_grad_(True)
-    opt = torch.optim.AdamW(trained.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(int(seed))
-    losses: list[float] = []
-    for step in range(steps):
-        _check_cancel(cancel)
-        starts = torch.randint(0, len(data) - seq_len + 1, (batch,), generator=g)
-        x = torch.stack([data[s:s + seq_len] for s in starts.tolist()])
-        loss = trained(input_ids=x, labels=x).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        value = float(loss.detach())
+    seq_len = min(int(seq_len), len(text_tokens(text)) - 1)
+
+    def on_step(step: int, value: float) -> None:
         if not math.isfinite(value):
-            raise SeedPrintsError(f"training diverged at step {step + 1} (loss {value}): lower the learning rate")
-        losses.append(value)
-        _say(progress, f"training: step {step + 1} of {steps}, loss {value:.2f}", step + 1, steps)
-    trained.eval()
-    trained.requires_grad_(False)
-    return trained, losses
+            raise SeedPrintsError(f"training diverged at step {step} (loss {value}): lower the learning rate")
+        _say(progress, f"training: step {step} of {steps}, loss {value:.2f}", step, steps)
+        _check_cancel(cancel)
+
+    _check_cancel(cancel)
+    return train(model, steps, lr, batch, seq_len, int(seed), text=text, on_step=on_step)
 
 
 def calibrated_pair(reference: Fingerprint, suspect: Fingerprint | SuspectRanks, k: int = K,
@@ -382,18 +370,13 @@ class Derivative:
 
 
 def derivatives(ft_steps: int = 20, noise: float = 0.05, prune: float = 0.3, seed: int = 123) -> list[Derivative]:
-    """The five modifications of step 5: 8-bit and 4-bit weights, a fine-tune, weight noise, pruning."""
+    """The five modifications of step 5 (the robustness panel's list, with the lesson's settings)."""
     ft_steps = int_setting("fine-tune steps", ft_steps, 1, 2000)
     noise = float_setting("noise level", noise, 0.0, 2.0)
     prune = float_setting("pruned fraction", prune, 0.0, 0.99)
-    return [
-        Derivative("int8", "8-bit weights (per-row scale)", lambda m: quantize_weights(m, bits=8)),
-        Derivative("4-bit", "4-bit weights (groups of 32)", lambda m: quantize_weights(m, bits=4, group_size=32)),
-        Derivative("fine-tune", f"fine-tuned {ft_steps} steps on random tokens (AdamW, lr 3e-4)",
-                   lambda m: fine_tune(m, steps=ft_steps, lr=3e-4, batch=8, seq_len=32, seed=seed)),
-        Derivative("noise", f"Gaussian noise, {noise:g} x each tensor's std", lambda m: weight_noise(m, rel=noise, seed=seed)),
-        Derivative("prune", f"{prune:.0%} smallest weights set to 0", lambda m: magnitude_prune(m, prune)),
-    ]
+    mods = modifications(ft_steps=ft_steps, ft_lr=3e-4, ft_text=None, noise=noise, prune=prune, int4_group=32,
+                         seed=seed)
+    return [Derivative(key, label, make) for key, (label, make) in mods.items()]
 
 
 def derivative_tests(trained: torch.nn.Module, init_fp: Fingerprint, other_fp: Fingerprint, spec: ProbeSpec, *,

@@ -170,7 +170,7 @@ def test_derivative_tests_link_every_copy_to_its_own_seed_only(lesson):
     stages = []
     rows = T.derivative_tests(trained, fa, fb, spec, variants=T.derivatives(ft_steps=5),
                               progress=lambda stage, d, n: stages.append((d, n)))
-    assert [r["derivative"] for r in rows] == ["as trained", "int8", "4-bit", "fine-tune", "noise", "prune"]
+    assert [r["derivative"] for r in rows] == ["as trained", "int8", "int4", "fine-tune", "noise", "prune"]
     assert stages[-1] == (6, 6)
     for r in rows:
         assert r["match own"] and r["z vs own init"] > 8, r
