@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .errors import SeedPrintsError
 from .fingerprint import Fingerprint
 from .stats import SeedPrintsResult, SuspectRanks, holm_log10
 from .verdict import DEFAULT_TEST, run_test, skip_reason
@@ -170,7 +171,10 @@ def embed_2d(distance: np.ndarray, seed: int = 0) -> Embedding:
     if n == 2:
         return Embedding(np.array([[0.0, 0.0], [d[0, 1], 0.0]]), "line", "two models, placed at their distance")
     if n < UMAP_MIN_POINTS:
-        from sklearn.manifold import MDS
+        try:
+            from sklearn.manifold import MDS
+        except ImportError:
+            raise SeedPrintsError("the map of models needs scikit-learn: pip install 'seedprints[app]'") from None
 
         mds = MDS(n_components=2, metric="precomputed", random_state=seed, n_init=4, init="random")
         coords = mds.fit_transform(d)

@@ -54,7 +54,8 @@ ALPHA = 0.01
 #: the weight matrix whose values step 1 shows
 WEIGHT_NAME = "model.layers.0.self_attn.q_proj.weight"
 #: bench/accuracy.py writes its results here (relative to the repository root)
-ACCURACY_JSON = Path(__file__).resolve().parents[1] / "bench" / "results" / "accuracy.json"
+#: the Learn tab's false-positive figures: a summary of bench/results/accuracy.json shipped inside the package
+ACCURACY_JSON = Path(__file__).resolve().parent / "data" / "accuracy-summary.json"
 
 #: A short text the lesson trains on, byte by byte (token id = byte value < 256 < VOCAB).
 TRAINING_TEXT = (
@@ -433,7 +434,8 @@ def load_accuracy(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The benchmark record written by bench/accuracy.py (cached until the file changes)."""
     p = Path(path) if path is not None else ACCURACY_JSON
     if not p.is_file():
-        raise SeedPrintsError(f"{p} is not there: run `python bench/accuracy.py` to measure false-positive rates")
+        raise SeedPrintsError(f"{p} is not there: run `python bench/accuracy.py` to measure false-positive rates "
+                              "(it writes this summary too)")
     try:
         data = _read_json(str(p), p.stat().st_mtime_ns)
     except (OSError, ValueError) as exc:
@@ -441,6 +443,19 @@ def load_accuracy(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
         raise SeedPrintsError(f"{p} has no 'results' list: is it an accuracy benchmark record?")
     return data
+
+
+def summarise_accuracy(record: dict[str, Any]) -> dict[str, Any]:
+    """What the Learn tab reads of an accuracy record: each row's FPR and its pairs' labels and log10 p."""
+    keep = ("test", "probe", "budget", "n_samples", "seq_len", "fpr_at_alpha")
+    rows = []
+    for r in record.get("results", []):
+        row = {k: r[k] for k in keep if k in r}
+        if isinstance(r.get("pairs"), list):
+            row["pairs"] = [{"positive": bool(p.get("positive", False)), "inconclusive": bool(p.get("inconclusive", False)),
+                             "log10_p": round(float(p.get("log10_p", 0.0)), 4)} for p in r["pairs"]]
+        rows.append(row)
+    return {"alpha": record.get("alpha"), "source": "bench/results/accuracy.json", "results": rows}
 
 
 def fpr_table_from_accuracy(path: str | os.PathLike[str] | None = None, alpha: float | None = None
