@@ -193,7 +193,7 @@ def teaching_probe(n: int = PROBE_N, seq_len: int = PROBE_L, vocab: int = VOCAB,
 def fingerprint(model: torch.nn.Module, spec: ProbeSpec, name: str, progress: Progress | None = None,
                 cancel: Any = None) -> Fingerprint:
     """Full in-memory fingerprint (all D columns) of a model on the probe; no cache."""
-    def report(done: int, total: int) -> None:
+    def report(stage: str, done: int, total: int) -> None:
         _say(progress, f"running the probe through {name}", done, total)
 
     return fingerprint_model(model, spec, name=name, device="cpu", progress=report, cancel=cancel)
