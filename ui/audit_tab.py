@@ -188,7 +188,8 @@ def build_audit_tab(server: Server) -> AuditTab:
                 status = gr.HTML(views.job_status(None), elem_id="audit-status")
                 gr.Examples([[SOURCE_DEMO, c] for c in DEMO_CHOICES], inputs=[model.source, model.demo_key],
                             label="Demo suspects")
-            with gr.Column(scale=3, min_width=320, visible=False, elem_id="results") as results:
+            # the results get two thirds of the row: the ranked table fits at 1400 px with whole-word headers
+            with gr.Column(scale=4, min_width=320, visible=False, elem_id="results") as results:
                 verdict = gr.HTML(elem_id="verdict")
                 ranked = gr.Dataframe(label="References, strongest evidence first", interactive=False,
                                       elem_id="ranked", wrap=True)
