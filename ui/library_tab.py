@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
@@ -106,19 +107,42 @@ def run_add(server: Server, form: AddForm, job: Job) -> str:
     return f"Added {ref.name} ({ref.lineage}) to {form.lib_label}."
 
 
+def _change(lib_label: str, change: Callable[[], str]) -> tuple[Any, Any, str]:
+    """Run ``change`` (it returns what it did), then the library's table and names, and a note of the outcome."""
+    try:
+        msg = views.message(change(), "ok")
+    except SeedPrintsError as exc:
+        msg = views.message(str(exc), "error")
+    table, names, _ = library_view(lib_label)
+    return table, names, msg
+
+
 def remove(lib_label: str, name: str | None) -> tuple[Any, Any, str]:
     """Remove one reference from a writable library."""
-    try:
+
+    def change() -> str:
         if lib_label == DEMO_LIBRARY:
             raise LibraryError("the demo library is read-only")
         if not name:
             raise LibraryError("choose the reference to remove")
         ref = open_library(lib_label).remove(name)
-        msg = views.message(f"Removed {ref.name} ({ref.lineage}).", "ok")
-    except SeedPrintsError as exc:
-        msg = views.message(str(exc), "error")
-    table, names, _ = library_view(lib_label)
-    return table, names, msg
+        return f"Removed {ref.name} ({ref.lineage})."
+
+    return _change(lib_label, change)
+
+
+def import_zip(lib_label: str, file: str | None) -> tuple[Any, Any, str]:
+    """Import a library zip (validated completely first) into a writable library."""
+
+    def change() -> str:
+        if lib_label == DEMO_LIBRARY:
+            raise LibraryError("the demo library is read-only: import into 'my library'")
+        if not file:
+            raise LibraryError("choose a library .zip exported by SeedPrints")
+        added = open_library(lib_label).import_zip(file, on_conflict="skip")
+        return f"Imported {len(added)} reference(s); names already present were kept."
+
+    return _change(lib_label, change)
 
 
 def export(lib_label: str) -> tuple[Any, str]:
@@ -132,21 +156,6 @@ def export(lib_label: str) -> tuple[Any, str]:
     except SeedPrintsError as exc:
         return gr.File(value=None), views.message(str(exc), "error")
     return gr.File(value=str(out), visible=True), views.message(f"Exported {len(lib)} reference(s).", "ok")
-
-
-def import_zip(lib_label: str, file: str | None) -> tuple[Any, Any, str]:
-    """Import a library zip (validated completely first) into a writable library."""
-    try:
-        if lib_label == DEMO_LIBRARY:
-            raise LibraryError("the demo library is read-only: import into 'my library'")
-        if not file:
-            raise LibraryError("choose a library .zip exported by SeedPrints")
-        added = open_library(lib_label).import_zip(file, on_conflict="skip")
-        msg = views.message(f"Imported {len(added)} reference(s); names already present were kept.", "ok")
-    except SeedPrintsError as exc:
-        msg = views.message(str(exc), "error")
-    table, names, _ = library_view(lib_label)
-    return table, names, msg
 
 
 def build_library_tab(server: Server) -> LibraryTab:
