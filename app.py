@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"app.py: {exc}")
 
     from ui.app import build_app
-    from ui.context import AppConfig, exports_dir, is_space
+    from ui.context import AppConfig, is_space
     from ui.theme import css, theme
 
     cfg = AppConfig(public=args.public or is_space(), max_upload_bytes=int(args.max_upload_mb * 2**20),
@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     blocks = build_app(cfg)
     print(f"SeedPrints: http://{args.host}:{args.port}  (public mode: {cfg.public}, "
           f"data: {os.environ.get('SEEDPRINTS_HOME') or 'default'})", flush=True)
+    # no allowed_paths: downloads lie in Gradio's own cache under unguessable folders (ui.context.download_dir)
     blocks.launch(server_name=args.host, server_port=args.port, theme=theme(), css=css(),
-                  max_file_size=cfg.max_upload_bytes, allowed_paths=[str(exports_dir())], show_error=False,
+                  max_file_size=cfg.max_upload_bytes, show_error=False,
                   footer_links=[], quiet=True)
 
 

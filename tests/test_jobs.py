@@ -231,32 +231,42 @@ def test_old_finished_jobs_are_forgotten():
 def test_eta_needs_two_updates_and_is_positive():
     job = Job("p", lambda j: None)
     assert job.eta() is None and not job.measured
-    job.progress(10, 100)
+    job.progress("extracting", 10, 100)
     assert job.eta() is None and (job.done, job.total) == (10, 100) and not job.measured
     time.sleep(0.01)
-    job.progress(20, 100)
+    job.progress("extracting", 20, 100)
     eta = job.eta()
     assert isinstance(eta, float) and eta > 0.0 and not job.measured
-    job.progress(30, 100)
+    job.progress("extracting", 30, 100)
     assert job.measured and job.eta() > 0.0
 
 
 def test_eta_roughly_follows_the_rate():
     job = Job("p", lambda j: None)
-    job.progress(0, 1000)
+    job.progress("extracting", 0, 1000)
     time.sleep(0.05)
-    job.progress(500, 1000)  # half done after ~0.05 s: about as long again to go
+    job.progress("extracting", 500, 1000)  # half done after ~0.05 s: about as long again to go
     eta = job.eta()
     assert 0.0 < eta < 5.0
-    job.progress(1000, 1000)
+    job.progress("extracting", 1000, 1000)
     assert job.eta() == 0.0
 
 
 def test_eta_none_without_progress_or_total():
     job = Job("p", lambda j: None)
-    job.progress(5, 0)
-    job.progress(7, 0)
+    job.progress("extracting", 5, 0)
+    job.progress("extracting", 7, 0)
     assert job.eta() is None
     cached = Job("c", lambda j: None)
-    cached.progress(100, 100)  # served from the cache: one jump to the end
+    cached.progress("extracting", 100, 100)  # served from the cache: one jump to the end
     assert cached.eta() is None and not cached.measured
+
+
+def test_progress_takes_the_engine_contract_and_a_new_total_restarts_the_eta():
+    job = Job("p", lambda j: None)
+    job.progress("layer 1/2", 0, 100)
+    time.sleep(0.01)
+    job.progress("layer 1/2", 50, 100)
+    assert job.stage == "layer 1/2" and job.eta() > 0.0
+    job.progress("testing 8 references", 0, 8)  # a new phase: its rate is not known yet
+    assert (job.stage, job.done, job.total) == ("testing 8 references", 0, 8) and job.eta() is None

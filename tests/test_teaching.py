@@ -276,7 +276,7 @@ def test_the_shipped_accuracy_summary_matches_the_benchmark_record():
 
 # ---------------------------------------------------------------------------- the tab (no browser)
 def test_learn_params_are_checked_in_one_line():
-    from ui.learn import CONTROL_ORDER, LearnParams
+    from ui.learn_tab import CONTROL_ORDER, LearnParams
 
     good = LearnParams()
     values = [getattr(good, name) for name in CONTROL_ORDER]
@@ -290,7 +290,7 @@ def test_learn_params_are_checked_in_one_line():
 
 
 def test_step6_says_when_the_benchmark_record_is_missing(monkeypatch, tmp_path, accuracy_file):
-    from ui.learn import render_step6
+    from ui.learn_tab import render_step6
 
     monkeypatch.setattr(T, "ACCURACY_JSON", tmp_path / "missing.json")
     with pytest.raises(SeedPrintsError, match="bench/accuracy.py"):
@@ -306,14 +306,11 @@ def test_learn_tab_builds_inside_tabs():
     import gradio as gr
 
     from ui.jobs import JobQueue
-    from ui.learn import build_learn_tab
-
-    class FakeApp:
-        queue = JobQueue()
+    from ui.learn_tab import build_learn_tab
 
     with gr.Blocks() as blocks:
         with gr.Tabs():
-            build_learn_tab(FakeApp())
+            build_learn_tab(JobQueue())
     ids = {getattr(b, "elem_id", None) for b in blocks.blocks.values()}
     for n in range(1, 7):
         assert {f"learn-step-{n}", f"learn-plot-{n}", f"learn-run-{n}", f"learn-status-{n}"} <= ids

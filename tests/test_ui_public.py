@@ -5,15 +5,13 @@ from __future__ import annotations
 import pytest
 
 from seedprints.errors import SeedPrintsError
-from ui.app import SOURCE_PATH, SeedPrintsApp
-from ui.context import AppConfig
+from ui.context import AppConfig, Server
+from ui.sources import SOURCE_PATH, ModelChoice, clean_up, resolve_model
 
 
-def bare_app(public: bool) -> SeedPrintsApp:
-    """The app object without its worker or demo build (only the methods under test are used)."""
-    app = SeedPrintsApp.__new__(SeedPrintsApp)
-    app.cfg = AppConfig(public=public)
-    return app
+def bare_server(public: bool) -> Server:
+    """The app's shared state without its worker or demo build (only the functions under test use it)."""
+    return Server(AppConfig(public=public), queue=None, throughput=None)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("public", [True, False])
@@ -24,13 +22,14 @@ def test_job_clean_up_removes_scratch_and_in_public_mode_the_uploads(tmp_path, p
     upload = tmp_path / "gradio-cache" / "model.safetensors"
     upload.parent.mkdir()
     upload.write_bytes(b"x" * 10)
-    bare_app(public)._clean_up(work, [str(upload)])
+    clean_up(bare_server(public), work, [str(upload)])
     assert not work.exists()
     assert upload.exists() is (not public)
 
 
 def test_public_mode_refuses_local_paths(tmp_path):
+    choice = ModelChoice(SOURCE_PATH, local_path=str(tmp_path))
     with pytest.raises(SeedPrintsError, match="local paths are disabled on a public server"):
-        bare_app(True)._resolve_model(SOURCE_PATH, None, None, "", str(tmp_path), None)
-    model, name = bare_app(False)._resolve_model(SOURCE_PATH, None, None, "", str(tmp_path), None)
+        resolve_model(bare_server(True), choice, None)
+    model, name = resolve_model(bare_server(False), choice, None)
     assert str(model) == str(tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -16,6 +17,8 @@ from seedprints.library import Library
 from seedprints.paths import home
 from seedprints.probes import PRESETS, ProbeSpec, preset
 from seedprints.uploads import DEFAULT_MAX_UPLOAD_BYTES
+
+from .jobs import Job, JobQueue
 
 DEMO_LIBRARY = "demo library (read-only)"
 MY_LIBRARY = "my library"
@@ -136,8 +139,31 @@ def remove_dir(path: Path | None) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def exports_dir() -> Path:
-    """Where downloads (audit JSON, library zips) are written for the browser to fetch."""
-    d = Path(tempfile.gettempdir()) / "seedprints-exports"
-    d.mkdir(parents=True, exist_ok=True)
+def download_dir() -> Path:
+    """A fresh folder for one job's downloads, named with 128 random bits, inside Gradio's own file cache.
+
+    Gradio serves any file under its cache to whoever asks for its path, so the path must be unguessable:
+    sequential names in a shared folder let one visitor fetch another's audit.  Files returned from
+    there are served where they lie (Gradio copies files from elsewhere into its cache) and are swept
+    with the cache (``delete_cache``) in public mode.
+    """
+    from gradio.utils import get_upload_folder
+
+    d = Path(get_upload_folder()) / f"seedprints-{secrets.token_hex(16)}"
+    d.mkdir(parents=True, mode=0o700)
     return d
+
+
+def safe_filename(text: str) -> str:
+    """``text`` with every character but letters and digits replaced by '-', for a download's file name."""
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-") or "model"
+
+
+@dataclasses.dataclass
+class Server:
+    """What every tab shares: the settings, the worker queue, the measured speed and the demo library's build."""
+
+    cfg: AppConfig
+    queue: JobQueue
+    throughput: Throughput
+    demo_job: Job | None = None

@@ -24,7 +24,7 @@ _ids = itertools.count(1)
 
 @dataclasses.dataclass
 class Job:
-    """A unit of work with observable state; ``run(job)`` reports progress through ``job.progress``."""
+    """A unit of work with observable state; ``run(job)`` passes ``job.progress`` to the engine as its callback."""
 
     label: str
     run: Callable[[Job], Any]
@@ -43,12 +43,14 @@ class Job:
     _first: tuple[float, int] | None = None
     _updates: int = 0
 
-    def progress(self, done: int, total: int) -> None:
-        """Progress callback for the engine: ``done`` of ``total`` probe samples."""
-        now = time.monotonic()
-        if self._first is None:
-            self._first = (now, done)
-        self.done, self.total = done, total
+    def progress(self, stage: str, done: int, total: int) -> None:
+        """The engine's progress callback (seedprints.progress): ``stage``, then ``done`` of ``total`` steps.
+
+        A new ``total`` starts a new phase of the work, so the ETA is measured afresh from there.
+        """
+        if self._first is None or total != self.total:
+            self._first = (time.monotonic(), done)
+        self.stage, self.done, self.total = stage, done, total
         self._updates += 1
 
     @property

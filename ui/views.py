@@ -27,16 +27,20 @@ def message(text: str, kind: str = "info") -> str:
     return f'<div class="sp-msg sp-msg-{kind}" role="status">{html.escape(text)}</div>'
 
 
-def job_status(job: Job | None, position: int = 0) -> str:
-    """Progress bar with samples done, elapsed and estimated time left; or the job's end state."""
+def job_status(job: Job | None, position: int = 0, *, idle: str = "Ready. Choose a suspect and press Run audit.",
+               unit: str | None = "probe samples", cancellable: bool = True) -> str:
+    """Progress bar with the stage, steps done, elapsed and estimated time left; or the job's end state.
+
+    ``unit`` names what ``done`` of ``total`` counts (None: show the stage alone); ``idle`` is shown before any job.
+    """
     if job is None:
-        return message("Ready. Choose a suspect and press Run audit.")
+        return message(idle)
     label = html.escape(job.label)
     if job.state == QUEUED:
         ahead = (f"<b>{position} job(s) ahead</b> (one extraction runs at a time on this server). "
                  if position else "Starting now. ")
-        return (f'<div class="sp-status" data-state="queued">Queued: {label}<br>{ahead}'
-                'Cancel removes it from the queue.</div>')
+        hint = "Cancel removes it from the queue." if cancellable else ""
+        return f'<div class="sp-status" data-state="queued">Queued: {label}<br>{ahead}{hint}</div>'
     if job.state == DONE:
         return message(f"Done: {job.label} in {_fmt_seconds(job.elapsed())}.", "ok")
     if job.state == FAILED:
@@ -46,8 +50,7 @@ def job_status(job: Job | None, position: int = 0) -> str:
     frac = job.done / job.total if job.total else 0.0
     eta = job.eta()
     eta_txt = f", about {_fmt_seconds(eta)} left" if eta is not None else ""
-    detail = (f"{job.stage}: {job.done} of {job.total} probe samples{eta_txt}" if job.total
-              else f"{job.stage}")
+    detail = f"{job.stage}: {job.done} of {job.total} {unit}{eta_txt}" if job.total and unit else job.stage
     return (f'<div class="sp-status" data-state="running"><div>Running: {label} '
             f'({_fmt_seconds(job.elapsed())} elapsed)</div>'
             f'<div class="sp-bar"><div class="sp-bar-fill" style="width:{100 * frac:.1f}%"></div></div>'

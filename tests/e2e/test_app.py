@@ -33,6 +33,16 @@ def choose(page, elem_id: str, text: str) -> None:
     page.locator("ul[role=listbox] li", has_text=text).first.click()
 
 
+def wait_uploaded(page, elem_id: str, name: str) -> None:
+    """Wait until a File component lists ``name`` as uploaded.
+
+    Its file list renders the name as two spans, "model" and ".safetensors", with a space between, so
+    ``:text('model.safetensors')`` only matched the brief upload-progress view and timed out when an
+    upload finished before Playwright looked; the cell's aria-label holds the whole name.
+    """
+    page.wait_for_selector(f"#{elem_id} td.filename[aria-label='{name}']")
+
+
 def run_demo_audit(page, suspect: str) -> str:
     choose(page, "demo-suspect", suspect)
     page.click("#run-audit")
@@ -117,7 +127,7 @@ def test_upload_weights_and_config_audits_the_upload(page, small_model):
     page.click("#source label:has-text('upload files')")
     page.set_input_files("#upload input[type=file]", [str(small_model / "config.json"),
                                                       str(small_model / "model.safetensors")])
-    page.wait_for_selector("#upload :text('model.safetensors')")
+    wait_uploaded(page, "upload", "model.safetensors")
     page.click("#run-audit")
     page.wait_for_selector("#audit-status .sp-msg-ok", timeout=120_000)
     assert page.inner_text("#verdict .sp-verdict-label") == "NO MATCH"
@@ -127,7 +137,7 @@ def test_upload_weights_and_config_audits_the_upload(page, small_model):
 def test_weights_without_config_get_a_one_line_error(page, small_model):
     page.click("#source label:has-text('upload files')")
     page.set_input_files("#upload input[type=file]", [str(small_model / "model.safetensors")])
-    page.wait_for_selector("#upload :text('model.safetensors')")
+    wait_uploaded(page, "upload", "model.safetensors")
     page.click("#run-audit")
     err = page.wait_for_selector("#audit-status .sp-msg-error", timeout=60_000).inner_text()
     assert "config.json" in err and "\n" not in err.strip()
@@ -230,7 +240,7 @@ def test_public_mode_upload_limit_and_cleanup(browser, public_server, small_mode
     pg.click("#source label:has-text('upload files')")
     pg.set_input_files("#upload input[type=file]", [str(small_model / "config.json"),
                                                     str(small_model / "model.safetensors")])
-    pg.wait_for_selector("#upload :text('model.safetensors')")
+    wait_uploaded(pg, "upload", "model.safetensors")
     pg.click("#run-audit")
     pg.wait_for_selector("#audit-status .sp-msg-ok", timeout=120_000)
     assert pg.inner_text("#verdict .sp-verdict-label") == "NO MATCH"
@@ -257,7 +267,7 @@ def test_library_export_remove_import_roundtrip(page, small_model, tmp_path):
     page.wait_for_selector("#library-msg .sp-msg-ok:has-text('Removed e2e-seed5')")
     assert "e2e-seed5" not in page.inner_text("#library-table")
     page.set_input_files("#import-file input[type=file]", str(archive))
-    page.wait_for_selector("#import-file :text('my-library.zip')")
+    wait_uploaded(page, "import-file", "my-library.zip")
     page.click("#import-btn")
     page.wait_for_selector("#library-msg .sp-msg-ok:has-text('Imported 1 reference')")
     page.wait_for_selector("#library-table:has-text('e2e-seed5')")

@@ -1,8 +1,8 @@
 """The Learn tab: a guided walkthrough of SeedPrints in six live steps on tiny models.
 
-``build_learn_tab(app)`` is called inside the app's open ``gr.Tabs()``.  Steps 1-5 build, train and
-probe models, so they run on the app's worker queue (``app.queue``) and a ``gr.Timer`` polls them,
-as the Audit tab does; step 6 only reads the benchmark record and runs in its handler.  Each browser
+``build_learn_tab(queue)`` is called inside the app's open ``gr.Tabs()``.  Steps 1-5 build, train and
+probe models, so they run on the app's worker queue as tasks (:mod:`ui.tasks`), as the Audit tab's
+work does; step 6 only reads the benchmark record and runs in its handler.  Each browser
 session keeps its models and fingerprints in a :class:`seedprints.teaching.Lesson` held in a
 ``gr.State``, so a step reuses what earlier steps made and computes whatever is missing itself.
 """
@@ -10,8 +10,8 @@ session keeps its models and fingerprints in a :class:`seedprints.teaching.Lesso
 from __future__ import annotations
 
 import dataclasses
-import html
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gradio as gr
 import pandas as pd
@@ -22,9 +22,10 @@ from seedprints.plots import evidence_plot
 from seedprints.verdict import format_p
 
 from . import views
-from .jobs import DONE, FINISHED, QUEUED, RUNNING, Job
+from .jobs import Job, JobQueue
+from .tasks import Submission, TaskView, wire
 
-POLL_SECONDS = 0.5
+IDLE = "Press the button to compute this step."
 LR_CHOICES = [("0.0001", 1e-4), ("0.0003", 3e-4), ("0.0005", 5e-4), ("0.001", 1e-3), ("0.003", 3e-3)]
 
 INTRO = f"""## Learn how SeedPrints works, live, in six steps
@@ -65,9 +66,6 @@ from this project's benchmark on a zoo of small models (`bench/results/accuracy.
 analytical null assumes independent dimensions and independent models, but trained models share features
 driven by the input, so it flags unrelated pairs more often than alpha promises.""",
 }
-
-#: the tab's own style rules (the app's stylesheet is not ours to edit): wide tables scroll inside their box
-#: instead of widening the page on a phone, as the app does for its own tables
 
 TITLES = {1: "build two models", 2: "probe both models", 3: "train model A", 4: "test against the null",
           5: "modify and test", 6: "false-positive rates"}
@@ -235,32 +233,9 @@ def render_step6(alpha: Any, probe: str, budget: str) -> tuple[Any, Any, str]:
     return bars, curve, md
 
 
-# ---------------------------------------------------------------------------- status line
-def status_html(job: Job | None, position: int = 0, idle: str = "") -> str:
-    """Progress of a Learn job: queued/finished states as the app shows them, a bar with the stage while running."""
-    if job is None:
-        return views.message(idle or "Press the button to compute this step.")
-    if job.state == QUEUED:
-        ahead = (f'<b>{position} job(s) ahead</b> (this server runs one model job at a time)' if position
-                 else "starting")
-        return f'<div class="sp-status" data-state="queued">Queued: {html.escape(job.label)}; {ahead}.</div>'
-    if job.state != RUNNING:
-        return views.job_status(job, position)
-    frac = job.done / job.total if job.total else 0.0
-    return (f'<div class="sp-status" data-state="running"><div>Running: {html.escape(job.label)} '
-            f'({job.elapsed():.1f} s)</div>'
-            f'<div class="sp-bar"><div class="sp-bar-fill" style="width:{100 * frac:.1f}%"></div></div>'
-            f'<div class="sp-detail">{html.escape(job.stage)}</div></div>')
-
-
-def _session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", "") or ""
-
-
 # ---------------------------------------------------------------------------- layout and wiring
-def build_learn_tab(app: Any) -> None:
-    """Add the Learn tab; call inside an open ``gr.Tabs()``.  ``app.queue`` runs the heavy steps."""
-    queue = app.queue
+def build_learn_tab(queue: JobQueue) -> None:
+    """Add the Learn tab; call inside an open ``gr.Tabs()``.  ``queue`` runs the heavy steps."""
     with gr.Tab("Learn", id="learn", elem_id="tab-learn"):
         gr.Markdown(INTRO, elem_id="learn-intro")
         lesson = gr.State(T.Lesson)  # one memo per browser session (a callable value is called per session)
@@ -276,7 +251,7 @@ def build_learn_tab(app: Any) -> None:
 
         def footer(n: int, label: str) -> None:
             buttons[n] = gr.Button(label, variant="primary", elem_id=f"learn-run-{n}")
-            statuses[n] = gr.HTML(views.message("Press the button to compute this step."), elem_id=f"learn-status-{n}")
+            statuses[n] = gr.HTML(views.message(IDLE), elem_id=f"learn-status-{n}")
 
         with step_box(1):
             gr.Markdown(STEP_TEXT[1])
@@ -352,9 +327,6 @@ def build_learn_tab(app: Any) -> None:
             plots["6b"] = gr.Plot(label="False-positive rate against alpha", elem_id="learn-plot-6b")
             results[6] = gr.Markdown(elem_id="learn-result-6")
 
-        timers = {n: gr.Timer(POLL_SECONDS, active=False) for n in range(1, 6)}
-        job_ids = {n: gr.State(None) for n in range(1, 6)}
-
     controls = [c[name] for name in CONTROL_ORDER]
     step_outputs = {
         1: [plots["1"], *extra[1], results[1]],
@@ -367,8 +339,9 @@ def build_learn_tab(app: Any) -> None:
                                                       5: work_step5}
 
     for n in range(1, 6):
-        _wire_step(queue, n, work[n], lesson, controls, buttons[n], statuses[n], timers[n], job_ids[n],
-                   step_outputs[n])
+        view = TaskView(statuses[n], step_outputs[n], lambda result: result["outputs"], unit=None, idle=IDLE,
+                        cancellable=False)
+        wire(queue, view, buttons[n], [lesson, *controls], _step_start(n, work[n]))
 
     def show6(a, p, b):
         try:
@@ -381,41 +354,19 @@ def build_learn_tab(app: Any) -> None:
                      concurrency_limit=1)
 
 
-def _wire_step(queue: Any, n: int, work: Callable[..., dict[str, Any]], lesson: Any, controls: list[Any],
-               button: Any, status: Any, timer: Any, job_id: Any, outputs: list[Any]) -> None:
-    """Button -> job on the worker queue -> timer polls it -> outputs, as the Audit tab does."""
+def _step_start(n: int, work: Callable[..., dict[str, Any]]) -> Callable[..., Submission]:
+    """The start handler of step ``n``: check the settings; the submission runs the step in the session's lesson."""
 
-    def start(request: gr.Request, lesson_value, *values):
-        try:
-            params = LearnParams.parse(*values)
-        except SeedPrintsError as exc:
-            return None, views.message(str(exc), "error"), gr.Timer(active=False)
+    def start(lesson_value: Any, *values: Any) -> Submission:
+        params = LearnParams.parse(*values)
         memo = lesson_value if isinstance(lesson_value, T.Lesson) else T.Lesson()
 
         def run(job: Job) -> dict[str, Any]:
-            def say(stage: str, done: int, total: int) -> None:
-                job.stage = stage
-                job.progress(done, total)
-
             with T.torch_threads(1):
                 if n == 5:
-                    return work(memo, params, say, cancel=job.cancel_event)
-                return work(memo, params, say)
+                    return work(memo, params, job.progress, cancel=job.cancel_event)
+                return work(memo, params, job.progress)
 
-        job = queue.submit(f"Learn step {n} ({TITLES[n]})", run, owner=_session(request))
-        return job.id, status_html(job, queue.position(job)), gr.Timer(active=True)
+        return Submission(f"Learn step {n} ({TITLES[n]})", run)
 
-    def poll(job_id_value):
-        job = queue.get(job_id_value)
-        keep = [gr.skip()] * len(outputs)
-        if job is None:
-            return [status_html(None), gr.Timer(active=False), *keep]
-        if job.state not in FINISHED:
-            return [status_html(job, queue.position(job)), gr.Timer(), *keep]
-        if job.state != DONE:
-            return [status_html(job), gr.Timer(active=False), *keep]
-        return [status_html(job), gr.Timer(active=False), *job.result["outputs"]]
-
-    button.click(start, [lesson, *controls], [job_id, status, timer], concurrency_limit=None)
-    timer.tick(poll, job_id, [status, timer, *outputs], queue=False)
-
+    return start

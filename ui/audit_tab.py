@@ -1,0 +1,226 @@
+"""The Audit tab: pick a suspect and a library, run the audit on the worker, show the verdict; robustness check."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from seedprints.audit import LibraryAudit, audit_library
+from seedprints.cache import FingerprintCache
+from seedprints.errors import LibraryError, SeedPrintsError
+from seedprints.methods import DEFAULT_ALPHA, DEFAULT_TEST, TESTS, test_by_label
+from seedprints.paths import default_cache
+from seedprints.plots import embedding_map, evidence_heatmap, evidence_plot, robustness_chart
+from seedprints.report import report_html
+from seedprints.robustness import MODIFICATIONS, RobustnessRow, robustness_check
+
+from . import views
+from .context import (DEMO_LIBRARY, Server, download_dir, libraries, open_library, probe_choices,
+                      safe_filename)
+from .jobs import FINISHED, Job
+from .sources import (DEMO_CHOICES, SOURCE_DEMO, SOURCE_HUB, SOURCE_PATH, SOURCE_UPLOAD, ModelChoice, model_form,
+                      prepared_model, resolve_model)
+from .tasks import Submission, TaskView, wire
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditForm:
+    """The raw values of the audit form, checked by :func:`check_form`."""
+
+    model: ModelChoice
+    lib_label: str
+    probe_label: str | None
+    test: str
+    alpha: float
+    trust: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditResult:
+    """A finished audit, how its command names the suspect, and its downloads (written by the worker)."""
+
+    audit: LibraryAudit
+    command: str
+    json_path: Path
+    report_path: Path
+    uploaded: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditTab:
+    """The Audit tab's components that the rest of the page updates."""
+
+    lib_choice: Any
+    probe_choice: Any
+
+
+def parse_form(source: str, demo_key: str | None, files: list[str] | None, hub_id: str, local_path: str,
+               lib_label: str, probe_label: str | None, test_label: str, alpha: Any, trust: bool) -> AuditForm:
+    """The form's values, typed (raises SeedPrintsError on a bad test or alpha)."""
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise SeedPrintsError(f"alpha must be a number between 0 and 0.5, got {alpha!r}") from None
+    if not 0.0 < a < 0.5:
+        raise SeedPrintsError(f"alpha must lie between 0 and 0.5, got {a:g}")
+    return AuditForm(ModelChoice(source, demo_key, files, hub_id, local_path), lib_label, probe_label,
+                     test_by_label(test_label).name, a, bool(trust))
+
+
+def check_form(server: Server, form: AuditForm) -> None:
+    """Check what can be checked before queueing: the model's source and a non-empty library."""
+    resolve_model(server, form.model, None)
+    demo_building = server.demo_job is not None and server.demo_job.state not in FINISHED
+    if form.lib_label == DEMO_LIBRARY and demo_building:
+        return  # the job queues behind the demo build
+    if len(open_library(form.lib_label)) == 0:
+        raise LibraryError(f"{form.lib_label} is empty: add reference models in the Library tab first")
+
+
+def run_audit(server: Server, form: AuditForm, job: Job) -> AuditResult:
+    """On the worker: audit the suspect against the library and write its JSON record and HTML report."""
+    job.stage = "preparing the suspect"
+    with prepared_model(server, form.model) as (model, name):
+        lib = open_library(form.lib_label)
+        spec = probe_choices(lib, server.throughput).get(form.probe_label or "") or lib.default_probe()
+        job.stage = "loading the suspect model"
+        audit = audit_library(model, lib, name=name, probe=spec, test=form.test, alpha=form.alpha,
+                              cache=FingerprintCache(default_cache()), device=server.cfg.device,
+                              max_memory=server.cfg.max_memory,
+                              trust_remote_code=form.trust and server.cfg.local_paths,
+                              progress=job.progress, cancel=job.cancel_event)
+    if job.measured:
+        server.throughput.record(audit.suspect.model.n_params, audit.suspect.spec.n_tokens,
+                                 audit.seconds["fingerprint"])
+    uploaded = form.model.source == SOURCE_UPLOAD
+    command = audit.command("SUSPECT" if uploaded else str(model))
+    job.stage = "writing the downloads"
+    folder, stem = download_dir(), safe_filename(audit.suspect.name)
+    json_path = folder / f"seedprints-audit-{stem}.json"
+    json_path.write_text(json.dumps({**audit.to_dict(), "command": command}, indent=1))
+    report_path = folder / f"seedprints-report-{stem}.html"
+    report_path.write_text(report_html(audit, command), encoding="utf-8")
+    return AuditResult(audit, command, json_path, report_path, uploaded)
+
+
+def render_audit(result: AuditResult) -> list[Any]:
+    """Verdict card, table, figures, downloads, command and the results column of a finished audit."""
+    audit = result.audit
+    m = audit.matrix
+    top = audit.report.rows[0] if audit.report.rows else None
+    ev = (evidence_plot(top.result, top.reference.name, audit.suspect.name)
+          if top is not None and not top.result.inconclusive else None)
+    cmd = (f"Reproduce from the command line (the library's probe, the same test):\n\n```\n{result.command}\n```"
+           + ("\n\n(SUSPECT: the uploaded model.)" if result.uploaded else ""))
+    return [views.verdict_card(audit), views.ranked_table(audit), evidence_heatmap(m),
+            embedding_map(audit.embedding, m.names, m.lineages, suspect_index=0), ev,
+            gr.DownloadButton(value=str(result.json_path), visible=True),
+            gr.DownloadButton(value=str(result.report_path), visible=True), cmd, gr.Column(visible=True)]
+
+
+def start_audit(server: Server, *values: Any) -> Submission:
+    """Check the audit form; the submission runs the audit on the worker."""
+    form = parse_form(*values)
+    check_form(server, form)
+    what = form.model.demo_key.split(":")[0] if form.model.source == SOURCE_DEMO else form.model.source
+    return Submission(f"audit of {what}", lambda job: run_audit(server, form, job))
+
+
+def run_robustness(server: Server, form: AuditForm, job: Job) -> list[RobustnessRow]:
+    """On the worker: modify the suspect in each way, fingerprint each copy and scan the library again."""
+    job.stage = "preparing the suspect"
+    with prepared_model(server, form.model) as (model, _):
+        lib = open_library(form.lib_label)
+        spec = probe_choices(lib, server.throughput).get(form.probe_label or "") or lib.default_probe()
+        job.stage = "loading the suspect model"
+        return robustness_check(model, lib, probe=spec, test=form.test, alpha=form.alpha, device=server.cfg.device,
+                                trust_remote_code=form.trust and server.cfg.local_paths, progress=job.progress,
+                                cancel=job.cancel_event)
+
+
+def start_robustness(server: Server, *values: Any) -> Submission:
+    """Check the audit form; the submission runs the robustness check on the worker."""
+    form = parse_form(*values)
+    resolve_model(server, form.model, None)
+    if len(open_library(form.lib_label)) == 0:
+        raise LibraryError(f"{form.lib_label} is empty: add reference models in the Library tab first")
+    return Submission("robustness check", lambda job: run_robustness(server, form, job))
+
+
+def audit_probe_choices(server: Server, lib_label: str) -> Any:
+    """Dropdown of the probes an audit can use with this library."""
+    try:
+        labels = list(probe_choices(open_library(lib_label), server.throughput))
+    except SeedPrintsError:
+        labels = []
+    return gr.Dropdown(choices=labels, value=labels[0] if labels else None)
+
+
+def build_audit_tab(server: Server) -> AuditTab:
+    """Lay out the Audit tab and wire its events; call inside an open ``gr.Tabs()``."""
+    cfg = server.cfg
+    sources = [SOURCE_DEMO, SOURCE_UPLOAD, SOURCE_HUB] + ([SOURCE_PATH] if cfg.local_paths else [])
+    tests = [m.label for m in TESTS.values()]
+    with gr.Tab("Audit", id="audit", elem_id="tab-audit"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=300):
+                model = model_form(sources, SOURCE_DEMO, ids={"source": "source", "demo": "demo-suspect",
+                                                              "files": "upload", "hub": "hub-id", "path": "local-path"},
+                                   labels={"source": "Suspect model", "hub": "Hub id (needs internet)",
+                                           "path": "Local path on this computer",
+                                           "files": "Model files: .gguf, a .zip of the folder, "
+                                                    "or .safetensors/.bin + config.json"})
+                lib_choice = gr.Dropdown(list(libraries()), value=DEMO_LIBRARY, label="Reference library",
+                                         elem_id="audit-library")
+                probe_choice = gr.Dropdown([], label="Probe (from the library)", elem_id="audit-probe")
+                with gr.Accordion("Advanced", open=False):
+                    test_choice = gr.Radio(tests, value=TESTS[DEFAULT_TEST].label, label="Statistical test")
+                    alpha = gr.Number(DEFAULT_ALPHA, label="Significance level alpha", minimum=0.0001, maximum=0.2)
+                    trust = gr.Checkbox(False, label="Allow the model's own Python code (trust_remote_code; "
+                                        "only for authors you trust)", visible=cfg.local_paths)
+                with gr.Row():
+                    run_btn = gr.Button("Run audit", variant="primary", elem_id="run-audit")
+                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-audit")
+                status = gr.HTML(views.job_status(None), elem_id="audit-status")
+                gr.Examples([[SOURCE_DEMO, c] for c in DEMO_CHOICES], inputs=[model.source, model.demo_key],
+                            label="Demo suspects")
+            # the results get two thirds of the row: the ranked table fits at 1400 px with whole-word headers
+            with gr.Column(scale=4, min_width=320, visible=False, elem_id="results") as results:
+                verdict = gr.HTML(elem_id="verdict")
+                ranked = gr.Dataframe(label="References, strongest evidence first", interactive=False,
+                                      elem_id="ranked", wrap=True)
+                with gr.Row():
+                    download = gr.DownloadButton("Download audit (JSON)", visible=False, elem_id="download-json")
+                    download_report = gr.DownloadButton("Download report (HTML)", visible=False,
+                                                        elem_id="download-report")
+                command = gr.Markdown(elem_id="command")
+        heat = gr.Plot(label="Evidence matrix", elem_id="heatmap")
+        with gr.Row():
+            umap_plot = gr.Plot(label="Map of the models", elem_id="umap")
+            evidence = gr.Plot(label="Evidence of the strongest reference", elem_id="evidence")
+        with gr.Accordion("Robustness check: does the verdict survive modifications?", open=False,
+                          elem_id="robustness"):
+            gr.Markdown("Applies " + "; ".join(f"**{k}** ({d})" for k, (d, _) in MODIFICATIONS.items()) +
+                        " to the suspect, fingerprints each copy with the same probe and scans "
+                        "the same library. Takes about six audits' time.")
+            with gr.Row():
+                robust_btn = gr.Button("Check robustness", elem_id="robust-btn")
+                robust_cancel = gr.Button("Cancel", variant="stop", elem_id="robust-cancel")
+            robust_status = gr.HTML(elem_id="robust-status")
+            robust_table = gr.Dataframe(interactive=False, elem_id="robust-table", wrap=True)
+            robust_plot = gr.Plot(elem_id="robust-plot", show_label=False)
+
+    form = [*model.inputs, lib_choice, probe_choice, test_choice, alpha, trust]
+    audit_view = TaskView(status, [verdict, ranked, heat, umap_plot, evidence, download, download_report, command,
+                                   results], render_audit, idle="Ready. Choose a suspect and press Run audit.")
+    wire(server.queue, audit_view, run_btn, form, lambda *v: start_audit(server, *v), cancel_btn)
+    robust_view = TaskView(robust_status, [robust_table, robust_plot],
+                           lambda rows: [views.robustness_table(rows), robustness_chart(rows)],
+                           idle="Press Check robustness to test the chosen suspect.")
+    wire(server.queue, robust_view, robust_btn, form, lambda *v: start_robustness(server, *v), robust_cancel)
+    lib_choice.change(lambda lib: audit_probe_choices(server, lib), lib_choice, probe_choice, queue=False)
+    return AuditTab(lib_choice, probe_choice)

@@ -1,0 +1,214 @@
+"""The Library tab: see a library, fingerprint a model into it on the worker, remove, export and import."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from seedprints.audit import fingerprint_model
+from seedprints.cache import FingerprintCache
+from seedprints.errors import LibraryError, SeedPrintsError
+from seedprints.paths import default_cache
+
+from . import views
+from .context import DEMO_LIBRARY, MY_LIBRARY, Server, download_dir, libraries, open_library, probe_choices, safe_filename
+from .jobs import Job
+from .sources import SOURCE_HUB, SOURCE_PATH, SOURCE_UPLOAD, ModelChoice, model_form, prepared_model, resolve_model
+from .tasks import Submission, TaskView, wire
+
+
+@dataclasses.dataclass(frozen=True)
+class AddForm:
+    """A checked request to fingerprint a model into a library."""
+
+    model: ModelChoice
+    lib_label: str
+    probe_label: str
+    name: str
+    family: str
+    seed: str | None
+    notes: str
+    full: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class LibraryTab:
+    """The Library tab's components that the rest of the page updates."""
+
+    tab: Any
+    lib_choice: Any
+    table: Any
+    names: Any
+    message: Any
+    add_probe: Any
+
+
+def library_view(lib_label: str) -> tuple[Any, Any, str]:
+    """Table, reference names and a note for the chosen library."""
+    try:
+        lib = open_library(lib_label)
+        refs = lib.list()
+    except SeedPrintsError as exc:
+        return views.library_table([]), gr.Dropdown(choices=[], value=None), views.message(str(exc), "error")
+    note = f"{len(refs)} reference(s) in {lib_label} ({lib.root})."
+    if lib_label == DEMO_LIBRARY:
+        note += " The demo library is read-only; add models to 'my library'."
+    return views.library_table(refs), gr.Dropdown(choices=[r.name for r in refs], value=None), views.message(note)
+
+
+def add_probe_choices(server: Server, lib_label: str) -> Any:
+    """Dropdown of the probes a new reference can be fingerprinted with."""
+    try:
+        labels = list(probe_choices(open_library(lib_label), server.throughput, with_presets=True))
+    except SeedPrintsError:
+        labels = []
+    return gr.Dropdown(choices=labels, value=labels[0] if labels else None)
+
+
+def check_add(server: Server, source: str, files: list[str] | None, hub_id: str, local_path: str, lib_label: str,
+              probe_label: str, name: str, family: str, seed: Any, notes: str, full: bool) -> AddForm:
+    """The add form checked: a writable library, a model, a new name and a whole-number seed (or none)."""
+    if lib_label == DEMO_LIBRARY:
+        raise LibraryError("the demo library is read-only: choose 'my library' to add models")
+    model = ModelChoice(source, None, files, hub_id, local_path)
+    resolve_model(server, model, None)
+    name = (name or "").strip()
+    if not name:
+        raise LibraryError("enter a name for the reference")
+    seed_txt = str(seed).strip() if seed is not None else ""
+    if seed_txt and not seed_txt.lstrip("-").isdigit():
+        raise LibraryError(f"seed must be a whole number (or empty if unknown), got {seed_txt!r}")
+    if name in {r.name for r in open_library(lib_label).list()}:
+        raise LibraryError(f"{lib_label} already has a reference named {name!r}: choose another name")
+    return AddForm(model, lib_label, probe_label, name, family, seed_txt or None, notes, bool(full))
+
+
+def run_add(server: Server, form: AddForm, job: Job) -> str:
+    """On the worker: fingerprint the model with the chosen probe and add it to the library; says what was added."""
+    job.stage = "preparing the model"
+    with prepared_model(server, form.model) as (model, _):
+        lib = open_library(form.lib_label)
+        spec = probe_choices(lib, server.throughput, with_presets=True).get(form.probe_label)
+        if spec is None:
+            raise LibraryError("choose a probe from the list")
+        job.stage = "loading the model"
+        t0 = time.perf_counter()
+        fp = fingerprint_model(model, spec, name=form.name, cache=FingerprintCache(default_cache()),
+                               device=server.cfg.device, max_memory=server.cfg.max_memory, trust_remote_code=False,
+                               progress=job.progress, cancel=job.cancel_event)
+    if job.measured:
+        server.throughput.record(fp.model.n_params, spec.n_tokens, time.perf_counter() - t0)
+    ref = lib.add(fp, name=form.name, family=form.family, seed=form.seed, notes=form.notes,
+                  keep="all" if form.full else 0.2)
+    return f"Added {ref.name} ({ref.lineage}) to {form.lib_label}."
+
+
+def _change(lib_label: str, change: Callable[[], str]) -> tuple[Any, Any, str]:
+    """Run ``change`` (it returns what it did), then the library's table and names, and a note of the outcome."""
+    try:
+        msg = views.message(change(), "ok")
+    except SeedPrintsError as exc:
+        msg = views.message(str(exc), "error")
+    table, names, _ = library_view(lib_label)
+    return table, names, msg
+
+
+def remove(lib_label: str, name: str | None) -> tuple[Any, Any, str]:
+    """Remove one reference from a writable library."""
+
+    def change() -> str:
+        if lib_label == DEMO_LIBRARY:
+            raise LibraryError("the demo library is read-only")
+        if not name:
+            raise LibraryError("choose the reference to remove")
+        ref = open_library(lib_label).remove(name)
+        return f"Removed {ref.name} ({ref.lineage})."
+
+    return _change(lib_label, change)
+
+
+def import_zip(lib_label: str, file: str | None) -> tuple[Any, Any, str]:
+    """Import a library zip (validated completely first) into a writable library."""
+
+    def change() -> str:
+        if lib_label == DEMO_LIBRARY:
+            raise LibraryError("the demo library is read-only: import into 'my library'")
+        if not file:
+            raise LibraryError("choose a library .zip exported by SeedPrints")
+        added = open_library(lib_label).import_zip(file, on_conflict="skip")
+        return f"Imported {len(added)} reference(s); names already present were kept."
+
+    return _change(lib_label, change)
+
+
+def export(lib_label: str) -> tuple[Any, str]:
+    """Export the chosen library as a zip for download, into a folder of its own that no one can guess."""
+    try:
+        lib = open_library(lib_label)
+        if len(lib) == 0:
+            raise LibraryError(f"{lib_label} is empty: nothing to export")
+        name = f"seedprints-library-{safe_filename(lib_label)}-{int(time.time())}.zip"
+        out = lib.export_zip(download_dir() / name)
+    except SeedPrintsError as exc:
+        return gr.File(value=None), views.message(str(exc), "error")
+    return gr.File(value=str(out), visible=True), views.message(f"Exported {len(lib)} reference(s).", "ok")
+
+
+def build_library_tab(server: Server) -> LibraryTab:
+    """Lay out the Library tab and wire its events; call inside an open ``gr.Tabs()``."""
+    add_sources = [SOURCE_UPLOAD, SOURCE_HUB] + ([SOURCE_PATH] if server.cfg.local_paths else [])
+    with gr.Tab("Library", id="library", elem_id="tab-library") as tab:
+        lib_choice = gr.Dropdown(list(libraries()), value=MY_LIBRARY, label="Library", elem_id="library-choice")
+        lib_msg = gr.HTML(elem_id="library-msg")
+        table = gr.Dataframe(views.library_table([]), label="References", interactive=False,
+                             elem_id="library-table", wrap=True)
+        with gr.Accordion("Add a model", open=True, elem_id="add-model"):
+            model = model_form(add_sources, add_sources[-1],
+                               ids={"source": "add-source", "files": "add-upload", "hub": "add-hub", "path": "add-path"},
+                               labels={"source": "Model", "files": "Model files", "hub": "Hub id", "path": "Local path"})
+            with gr.Row():
+                add_name = gr.Textbox(label="Name", elem_id="add-name")
+                add_family = gr.Textbox(label="Family", elem_id="add-family")
+                add_seed = gr.Textbox(label="Training seed (empty if unknown)", elem_id="add-seed")
+            add_notes = gr.Textbox(label="Notes", elem_id="add-notes")
+            add_probe = gr.Dropdown([], label="Probe (must match the library's to be comparable)",
+                                    elem_id="add-probe")
+            add_full = gr.Checkbox(True, label="Store the full fingerprint (shows reference-to-reference "
+                                   "evidence; a larger file)")
+            with gr.Row():
+                add_btn = gr.Button("Fingerprint and add", variant="primary", elem_id="add-btn")
+                add_cancel = gr.Button("Cancel", variant="stop", elem_id="add-cancel")
+            add_status = gr.HTML(elem_id="add-status")
+        with gr.Accordion("Remove, export, import", open=False):
+            with gr.Row():
+                rm_name = gr.Dropdown([], label="Reference to remove", elem_id="remove-name")
+                rm_btn = gr.Button("Remove", variant="stop", elem_id="remove-btn")
+            with gr.Row():
+                export_btn = gr.Button("Export library (.zip)", elem_id="export-btn")
+                export_file = gr.File(label="Exported library", interactive=False, elem_id="export-file")
+            with gr.Row():
+                import_file = gr.File(label="Library .zip to import", file_types=[".zip"], elem_id="import-file")
+                import_btn = gr.Button("Import", elem_id="import-btn")
+
+    view_outputs = [table, rm_name, lib_msg]
+    add_view = TaskView(add_status, view_outputs, lambda _, lib: library_view(lib), render_inputs=[lib_choice],
+                        done=lambda added: added, idle="Fill in the form and press Fingerprint and add.")
+    inputs = [model.source, model.files, model.hub_id, model.local_path, lib_choice, add_probe, add_name, add_family,
+              add_seed, add_notes, add_full]
+
+    def start_add(*values: Any) -> Submission:
+        form = check_add(server, *values)
+        return Submission(f"adding {form.name} to {form.lib_label}", lambda job: run_add(server, form, job))
+
+    wire(server.queue, add_view, add_btn, inputs, start_add, add_cancel)
+    tab.select(library_view, lib_choice, view_outputs, queue=False)
+    lib_choice.change(library_view, lib_choice, view_outputs, queue=False)
+    lib_choice.change(lambda lib: add_probe_choices(server, lib), lib_choice, add_probe, queue=False)
+    rm_btn.click(remove, [lib_choice, rm_name], view_outputs, concurrency_limit=1)
+    export_btn.click(export, lib_choice, [export_file, lib_msg], concurrency_limit=1)
+    import_btn.click(import_zip, [lib_choice, import_file], view_outputs, concurrency_limit=1)
+    return LibraryTab(tab, lib_choice, table, rm_name, lib_msg, add_probe)
