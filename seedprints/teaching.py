@@ -25,9 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from scipy import stats as sps
 
 from .audit import fingerprint_model
@@ -36,8 +34,8 @@ from .errors import Cancelled, SeedPrintsError
 from .fingerprint import Fingerprint
 from .loading import hash_state_dict
 from .probes import ProbeSpec
-from .robustness import modifications
 from .progress import ProgressCallback
+from .robustness import modifications
 from .stats import SeedPrintsResult, SuspectRanks, calibrated_test, centered_ranks, identity_dims, resolve_k
 from .tiny import tiny_llama
 
@@ -234,7 +232,7 @@ class IdentityOverlap:
 
 def identity_overlap(a: Any, b: Any, k: int) -> IdentityOverlap:
     """Identity dimensions of two column-mean profiles (or fingerprints) and their intersection."""
-    ma, mb = _profile(a), _profile(b)
+    ma, mb = profile_of(a), profile_of(b)
     if ma.shape != mb.shape:
         raise SeedPrintsError(f"profiles of different width: {ma.shape[0]} and {mb.shape[0]} dimensions")
     d = int(ma.shape[0])
@@ -243,7 +241,7 @@ def identity_overlap(a: Any, b: Any, k: int) -> IdentityOverlap:
     return IdentityOverlap(da, db, np.intersect1d(da, db), kk, d)
 
 
-def _profile(x: Any) -> np.ndarray:
+def profile_of(x: Any) -> np.ndarray:
     """A [D] profile given as a vector, or the column means of a fingerprint or [N, D] matrix."""
     if isinstance(x, (np.ndarray, list, tuple)) and np.asarray(x).ndim == 1:
         return np.asarray(x, dtype=np.float64)
@@ -525,193 +523,3 @@ def fpr_curves_from_accuracy(path: str | os.PathLike[str] | None = None, probe: 
             continue
         out[str(r.get("test"))] = (grid, (neg[None, :] < np.log10(grid)[:, None]).mean(axis=1))
     return out
-
-
-# ---------------------------------------------------------------------------- figures
-_A_COLOR, _B_COLOR, _SHARED_COLOR, _GREY = "#1f77b4", "#ff7f0e", "#d62728", "#c8c8c8"
-_TEST_COLORS = {"paper-analytical": "#d62728", "paper-empirical": "#ff7f0e", "calibrated": "#2ca02c"}
-
-
-def _layout(fig: go.Figure, title: str, height: int = 400) -> go.Figure:
-    """The app's figure style (as seedprints.plots)."""
-    fig.update_layout(title={"text": title, "x": 0.01, "font": {"size": 15}}, height=height,
-                      margin={"l": 10, "r": 10, "t": 60, "b": 10}, template="plotly_white",
-                      legend={"orientation": "h", "y": -0.18})
-    return fig
-
-
-def weights_figure(w_a: np.ndarray, w_b: np.ndarray, seed_a: int, seed_b: int, name: str = WEIGHT_NAME,
-                   size: int = 24) -> go.Figure:
-    """Top-left size x size corner of one weight matrix for both seeds, and the histograms of all its values."""
-    lim = float(max(np.abs(w_a).max(), np.abs(w_b).max()))
-    fig = make_subplots(rows=1, cols=3, column_widths=[0.28, 0.28, 0.44], horizontal_spacing=0.1,
-                        subplot_titles=(f"seed {seed_a}: corner of the matrix", f"seed {seed_b}: same corner",
-                                        "all values of the matrix"))
-    for col, (w, seed) in enumerate(((w_a, seed_a), (w_b, seed_b)), start=1):
-        fig.add_trace(go.Heatmap(z=w[:size, :size], zmin=-lim, zmax=lim, colorscale="RdBu", showscale=col == 2,
-                                 colorbar={"x": 0.56, "len": 0.9, "thickness": 12, "tickformat": ".2f"},
-                                 hovertemplate=f"seed {seed}<br>row %{{y}}, column %{{x}}<br>%{{z:.4f}}<extra></extra>"),
-                      row=1, col=col)
-        fig.update_yaxes(autorange="reversed", showticklabels=False, row=1, col=col)
-        fig.update_xaxes(showticklabels=False, row=1, col=col)
-    for w, seed, color in ((w_a, seed_a, _A_COLOR), (w_b, seed_b, _B_COLOR)):
-        fig.add_trace(go.Histogram(x=w.ravel(), name=f"seed {seed}", marker={"color": color}, opacity=0.55, nbinsx=60,
-                                   histnorm="probability density"), row=1, col=3)
-    fig.update_layout(barmode="overlay")
-    fig.update_xaxes(title="weight value", row=1, col=3)
-    return _layout(fig, f"{name}: same distribution, different numbers<br><sup>colour: weight value "
-                        "(blue positive, red negative)</sup>", height=380)
-
-
-def profile_figure(means_a: np.ndarray, means_b: np.ndarray, k: int, label_a: str, label_b: str) -> go.Figure:
-    """Per-dimension mean activation of two models, identity dimensions coloured, shared ones in red."""
-    ov = identity_overlap(np.asarray(means_a), np.asarray(means_b), k)
-    shared = set(ov.shared.tolist())
-    d = len(means_a)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                        subplot_titles=(f"{label_a}: identity dimensions in colour",
-                                        f"{label_b}: identity dimensions in colour"))
-    for row, (means, dims, label, color) in enumerate(((means_a, ov.dims_a, label_a, _A_COLOR),
-                                                       (means_b, ov.dims_b, label_b, _B_COLOR)), start=1):
-        ident = set(dims.tolist())
-        colors = [(_SHARED_COLOR if j in shared else color) if j in ident else _GREY for j in range(d)]
-        kind = ["identity dimension, shared by both" if j in shared else "identity dimension" if j in ident
-                else "other dimension" for j in range(d)]
-        fig.add_trace(go.Bar(x=np.arange(d), y=np.asarray(means), marker={"color": colors}, name=label,
-                             customdata=kind, showlegend=False,
-                             hovertemplate="dimension %{x}<br>mean %{y:.4f}<br>%{customdata}<extra>" + label + "</extra>"),
-                      row=row, col=1)
-        fig.update_yaxes(title="mean activation", row=row, col=1)
-    fig.update_xaxes(title="hidden dimension", row=2, col=1)
-    return _layout(fig, f"Mean activation per dimension: {ov.count} of k = {ov.k} identity dimensions shared "
-                        f"(chance: {ov.expected:.1f})", height=520)
-
-
-def loss_figure(losses: Sequence[float], vocab: int = VOCAB, label: str = "training loss") -> go.Figure:
-    """Loss at every training step, with the loss of a uniform guess over the vocabulary for scale."""
-    steps = np.arange(1, len(losses) + 1)
-    fig = go.Figure(go.Scatter(x=steps, y=np.asarray(losses, dtype=float), mode="lines+markers", name=label,
-                               marker={"size": 4, "color": _A_COLOR}))
-    fig.add_hline(y=math.log(vocab), line={"dash": "dot", "color": "#888888"},
-                  annotation_text=f"uniform guess over {vocab} tokens (ln {vocab} = {math.log(vocab):.2f})",
-                  annotation_position="top right")
-    fig.update_xaxes(title="training step")
-    fig.update_yaxes(title="next-token loss (nats)")
-    first, last = (losses[0], losses[-1]) if len(losses) else (float("nan"),) * 2
-    return _layout(fig, f"Training loss: {first:.2f} at step 1, {last:.2f} at step {len(losses)}", height=360)
-
-
-def before_after_figure(before: Any, after: Any, k: int, label_before: str = "init",
-                        label_after: str = "trained") -> go.Figure:
-    """Scatter of every dimension's mean before vs after training; identity dimensions of each highlighted.
-
-    Hover shows each dimension's Spearman rho between the two models when both are fingerprints.
-    """
-    mb, ma = _profile(before), _profile(after)
-    ov = identity_overlap(mb, ma, k)
-    rho = per_dim_rho(before, after) if hasattr(before, "features") and hasattr(after, "features") else None
-    d = len(mb)
-    sets = {"identity dimension before only": np.setdiff1d(ov.dims_a, ov.shared),
-            "identity dimension after only": np.setdiff1d(ov.dims_b, ov.shared),
-            "identity dimension before and after": ov.shared}
-    rest = np.setdiff1d(np.arange(d), np.union1d(ov.dims_a, ov.dims_b))
-    fig = go.Figure()
-    styles = {"other dimension": (_GREY, 7), "identity dimension before only": (_A_COLOR, 10),
-              "identity dimension after only": (_B_COLOR, 10), "identity dimension before and after": (_SHARED_COLOR, 12)}
-    for name, idx in [("other dimension", rest), *sets.items()]:
-        color, size = styles[name]
-        custom = np.stack([idx, rho[idx] if rho is not None else np.full(len(idx), np.nan)], axis=1) if len(idx) else None
-        fig.add_trace(go.Scatter(x=mb[idx], y=ma[idx], mode="markers", name=f"{name} ({len(idx)})",
-                                 marker={"color": color, "size": size, "line": {"width": 0.5, "color": "#333"}},
-                                 customdata=custom,
-                                 hovertemplate="dimension %{customdata[0]}<br>before %{x:.4f}<br>after %{y:.4f}"
-                                               "<br>rho over the probe %{customdata[1]:.2f}<extra></extra>"))
-    r = float(sps.spearmanr(mb, ma).statistic) if d > 2 else float("nan")
-    fig.update_xaxes(title=f"mean activation, {label_before}")
-    fig.update_yaxes(title=f"mean activation, {label_after}")
-    return _layout(fig, f"Mean per dimension, {label_before} vs {label_after}<br><sup>{ov.count} of {ov.k} identity "
-                        f"dimensions kept (chance {ov.expected:.1f}); rank correlation of the means {r:.2f}</sup>",
-                   height=440)
-
-
-def derivative_figure(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> go.Figure:
-    """Bars of z against the model's own init and against the other seed, for every derivative."""
-    names = [r["derivative"] for r in rows]
-    fig = go.Figure()
-    for key, label, color in (("z vs own init", "vs the init of its own seed", _A_COLOR),
-                              ("z vs other seed", "vs the init of the other seed", _B_COLOR)):
-        z = [r[key] for r in rows]
-        fig.add_trace(go.Bar(x=names, y=z, name=label, marker={"color": color}, text=[f"{v:.1f}" for v in z],
-                             textposition="outside", cliponaxis=False))
-    z_alpha = float(sps.norm.isf(alpha))
-    fig.add_hline(y=z_alpha, line={"dash": "dash", "color": "#444444"},
-                  annotation_text=f"z = {z_alpha:.2f} (p about {alpha:g})", annotation_position="top right")
-    all_z = [float(r[key]) for r in rows for key in ("z vs own init", "z vs other seed") if math.isfinite(r[key])]
-    top = max([z_alpha, *all_z])
-    bottom = min([0.0, *all_z])
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(title="z of the calibrated test", range=[bottom - 0.08 * (top - bottom), top * 1.15 + 0.5])
-    return _layout(fig, "Modified copies of the trained model, tested against both inits", height=420)
-
-
-def _budget_label(r: dict[str, Any]) -> str:
-    size = f" (N={r['n_samples']}, L={r['seq_len']})" if r.get("n_samples") and r.get("seq_len") else ""
-    return f"{r['probe']} probe, {r['budget']}{size}"
-
-
-def fpr_figure(rows: Sequence[dict[str, Any]], alpha: float | None = None) -> go.Figure:
-    """False-positive rate of each test with its 95% interval, grouped by probe and budget; dashed line at alpha."""
-    a = alpha if alpha is not None else (rows[0]["alpha"] if rows else ALPHA)
-    fig = go.Figure()
-    groups = list(dict.fromkeys(_budget_label(r) for r in rows))
-    for test in dict.fromkeys(r["test"] for r in rows):
-        sel = {_budget_label(r): r for r in rows if r["test"] == test}
-        xs = [g for g in groups if g in sel]
-        rate = [sel[g]["fpr"] for g in xs]
-        fig.add_trace(go.Bar(
-            x=xs, y=rate, name=test, marker={"color": _TEST_COLORS.get(test, "#7f7f7f")},
-            error_y={"type": "data", "symmetric": False, "array": [sel[g]["ci_high"] - sel[g]["fpr"] for g in xs],
-                     "arrayminus": [sel[g]["fpr"] - sel[g]["ci_low"] for g in xs]},
-            customdata=[[sel[g]["false_positives"], sel[g]["negatives"], sel[g]["ci_low"], sel[g]["ci_high"]] for g in xs],
-            hovertemplate=test + "<br>%{x}<br>FPR %{y:.3f} (%{customdata[0]} of %{customdata[1]} unrelated pairs)"
-                                 "<br>95% interval %{customdata[2]:.3f} to %{customdata[3]:.3f}<extra></extra>"))
-    fig.add_hline(y=a, line={"dash": "dash", "color": "#111111"}, annotation_text=f"alpha = {a:g}",
-                  annotation_position="top left")
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(title=f"share of unrelated pairs with p < {a:g}", rangemode="tozero")
-    return _layout(fig, f"False-positive rate at alpha = {a:g} (bars: 95% intervals)", height=420)
-
-
-def fpr_curve_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], alpha: float | None = None,
-                     title: str = "", floor: float = 3e-4) -> go.Figure:
-    """FPR against alpha for each test on log axes; the diagonal is what a calibrated test promises.
-
-    A rate of 0 cannot sit on a log axis: it is drawn at ``floor`` (the bottom of the plot).
-    """
-    fig = go.Figure()
-    lo, hi = 1e-3, 0.2
-    for test, (alphas, fpr) in curves.items():
-        lo, hi = float(min(lo, alphas.min())), float(max(hi, alphas.max()))
-        shown = np.maximum(np.asarray(fpr, dtype=float), floor)
-        fig.add_trace(go.Scatter(x=alphas, y=shown, mode="lines", name=test, customdata=np.asarray(fpr, dtype=float),
-                                 line={"color": _TEST_COLORS.get(test, "#7f7f7f"), "width": 3},
-                                 hovertemplate=test + "<br>alpha %{x:.3g}<br>FPR %{customdata:.4f}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="FPR = alpha (calibrated)",
-                             line={"dash": "dash", "color": "#111111"}))
-    if alpha is not None:
-        fig.add_vline(x=alpha, line={"dash": "dot", "color": "#888888"})
-    ticks = [t for t in (1e-3, 1e-2, 1e-1, 1.0) if floor <= t <= max(hi, 0.3) * 1.01]
-    labels = [f"{t:.1%}".replace(".0%", "%") for t in ticks]
-    fig.update_xaxes(type="log", title="alpha (decision threshold on p)", tickvals=ticks, ticktext=labels)
-    fig.update_yaxes(type="log", title="false-positive rate (0 drawn at the bottom)", tickvals=ticks, ticktext=labels,
-                     range=[math.log10(floor) - 0.05, math.log10(max(hi, 0.3))])
-    return _layout(fig, title or "False-positive rate against alpha", height=420)
-
-
-def empty_figure(note: str) -> go.Figure:
-    """A blank figure that says why there is nothing to show."""
-    fig = go.Figure()
-    fig.add_annotation(text=note, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 14})
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return _layout(fig, "", height=240)

@@ -13,6 +13,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
+from seedprints import plots as P
 from seedprints import teaching as T
 from seedprints.errors import SeedPrintsError
 
@@ -53,7 +54,7 @@ def test_tiny_models_differ_only_in_their_seed():
 def test_weights_figure_shows_both_corners_and_histograms():
     wa, wb = T.weight_matrix(T.tiny_model(1)), T.weight_matrix(T.tiny_model(2))
     assert wa.shape == (T.HIDDEN, T.HIDDEN)
-    fig = T.weights_figure(wa, wb, 1, 2, size=8)
+    fig = P.weights_figure(wa, wb, 1, 2, size=8)
     heat = [t for t in fig.data if t.type == "heatmap"]
     assert len(heat) == 2 and np.allclose(np.asarray(heat[0].z), wa[:8, :8])
     assert sum(t.type == "histogram" for t in fig.data) == 2
@@ -102,7 +103,7 @@ def test_per_dim_rho_matches_scipy():
 def test_profile_figure_colours_k_dimensions_per_model():
     rng = np.random.default_rng(1)
     ma, mb = rng.normal(size=32), rng.normal(size=32)
-    fig = T.profile_figure(ma, mb, 4, "A", "B")
+    fig = P.profile_figure(ma, mb, 4, "A", "B")
     grey = "#c8c8c8"
     for trace in fig.data:
         assert sum(c != grey for c in trace.marker.color) == 4
@@ -149,7 +150,7 @@ def test_trained_model_keeps_its_seed_and_not_the_other(lesson):
     assert abs(other.z) < 3.5 and not other.significant(0.01)
     assert abs(unrelated.z) < 3.5
     assert lesson.trained(1, 40, 5e-4, 0) is lesson.trained(1, 40, 5e-4, 0)
-    figs = [T.loss_figure(lesson.trained(1, 40, 5e-4, 0).losses), T.before_after_figure(fa, ft, T.K)]
+    figs = [P.loss_figure(lesson.trained(1, 40, 5e-4, 0).losses), P.before_after_figure(fa, ft, T.K)]
     assert all(_has_data(f) for f in figs)
     # every dimension appears exactly once in the scatter
     assert sum(len(t.x) for t in figs[1].data) == T.HIDDEN
@@ -177,7 +178,7 @@ def test_derivative_tests_link_every_copy_to_its_own_seed_only(lesson):
     for r in rows:
         assert r["match own"] and r["z vs own init"] > 8, r
         assert not r["match other"] and abs(r["z vs other seed"]) < 3.5, r
-    fig = T.derivative_figure(rows)
+    fig = P.derivative_figure(rows)
     assert [len(t.y) for t in fig.data] == [6, 6]
     with pytest.raises(SeedPrintsError, match="pruned fraction"):
         T.derivatives(prune=1.5)
@@ -238,9 +239,9 @@ def test_fpr_curves_by_hand(accuracy_file):
     # p-values 1e-3, 10**-2.5, 10**-1.5, 10**-0.5 and an inconclusive pair (p = 1)
     assert paper.tolist() == [pytest.approx(2 / 5), pytest.approx(3 / 5), pytest.approx(4 / 5)]
     assert curves["calibrated"][1].tolist() == [0.0, pytest.approx(1 / 5), pytest.approx(3 / 5)]
-    fig = T.fpr_curve_figure(curves, 0.01)
+    fig = P.fpr_curve_figure(curves, 0.01)
     assert _has_data(fig)
-    bars = T.fpr_figure(T.fpr_table_from_accuracy(accuracy_file), 0.01)
+    bars = P.fpr_figure(T.fpr_table_from_accuracy(accuracy_file), 0.01)
     assert [t.name for t in bars.data] == ["paper-analytical", "calibrated"]
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from seedprints import plots as P
 from seedprints import teaching as T
 from seedprints.errors import SeedPrintsError
-from seedprints.plots import evidence_plot
 from seedprints.verdict import format_p
 
 from . import views
@@ -130,7 +130,7 @@ def work_step1(lesson: T.Lesson, p: LearnParams, say: T.Progress) -> dict[str, A
     a, b = lesson.init_model(p.seed_a), lesson.init_model(p.seed_b)
     say("comparing them", 1, 2)
     rows = T.config_rows(a, b, p.seed_a, p.seed_b)
-    fig = T.weights_figure(T.weight_matrix(a), T.weight_matrix(b), p.seed_a, p.seed_b)
+    fig = P.weights_figure(T.weight_matrix(a), T.weight_matrix(b), p.seed_a, p.seed_b)
     differ = [r["setting"] for r in rows if not r["same"]]
     table = pd.DataFrame([{**r, "same": "yes" if r["same"] else "NO"} for r in rows])
     note = (f"Everything in the recipe is identical; only **{', '.join(differ)}** differ"
@@ -144,7 +144,7 @@ def work_step2(lesson: T.Lesson, p: LearnParams, say: T.Progress) -> dict[str, A
     fb = lesson.init_fingerprint(p.seed_b, spec, say)
     ov = T.identity_overlap(fa, fb, p.k)
     res = T.calibrated_pair(fa, fb, p.k, p.permutations)
-    fig = T.profile_figure(fa.column_means, fb.column_means, p.k, f"model A (seed {p.seed_a})",
+    fig = P.profile_figure(fa.column_means, fb.column_means, p.k, f"model A (seed {p.seed_a})",
                            f"model B (seed {p.seed_b})")
     md = (f"Probe: N = {spec.n_samples} sequences of L = {spec.seq_len} random tokens. Models A and B share "
           f"**{ov.count} of their k = {ov.k}** identity dimensions; two unrelated sets of {ov.k} out of {ov.d} "
@@ -168,7 +168,7 @@ def work_step3(lesson: T.Lesson, p: LearnParams, say: T.Progress) -> dict[str, A
           f"(chance: {ov.expected:.1f}). Calibrated test of the trained model against its own init "
           f"(seed {p.seed_a}): {_fmt_z(own)}, {_verdict(own)}; against the other seed ({p.seed_b}): "
           f"{_fmt_z(other)}, {_verdict(other)}.")
-    return {"outputs": [T.loss_figure(losses), T.before_after_figure(fa, ft, p.k, f"init (seed {p.seed_a})",
+    return {"outputs": [P.loss_figure(losses), P.before_after_figure(fa, ft, p.k, f"init (seed {p.seed_a})",
                                                                       f"after {p.steps} steps"), md]}
 
 
@@ -188,8 +188,8 @@ def work_step4(lesson: T.Lesson, p: LearnParams, say: T.Progress) -> dict[str, A
                 f"re-pairings: {_fmt_z(r)}, {_verdict(r)}.")
 
     md = "\n".join([line(f"its own init (seed {p.seed_a})", own), line(f"the other seed ({p.seed_b})", other)])
-    return {"outputs": [evidence_plot(own, f"init seed {p.seed_a}", name),
-                        evidence_plot(other, f"init seed {p.seed_b}", name), md]}
+    return {"outputs": [P.evidence_plot(own, f"init seed {p.seed_a}", name),
+                        P.evidence_plot(other, f"init seed {p.seed_b}", name), md]}
 
 
 def work_step5(lesson: T.Lesson, p: LearnParams, say: T.Progress, cancel: Any = None) -> dict[str, Any]:
@@ -207,7 +207,7 @@ def work_step5(lesson: T.Lesson, p: LearnParams, say: T.Progress, cancel: Any = 
     md = (f"**{own_hits} of {len(mods)}** modified copies still match the init of their own seed ({p.seed_a}); "
           f"**{other_hits} of {len(mods)}** match the other seed ({p.seed_b}). Push the noise level towards 1 or "
           "prune most of the weights to see where the trace is finally erased.")
-    return {"outputs": [T.derivative_figure(rows), table, md]}
+    return {"outputs": [P.derivative_figure(rows), table, md]}
 
 
 def render_step6(alpha: Any, probe: str, budget: str) -> tuple[Any, Any, str]:
@@ -217,11 +217,11 @@ def render_step6(alpha: Any, probe: str, budget: str) -> tuple[Any, Any, str]:
     sel = [r for r in rows if r["probe"] == probe]
     if not sel:
         raise SeedPrintsError(f"the benchmark record has no results for the {probe} probe")
-    bars = T.fpr_figure(sel, a)
+    bars = P.fpr_figure(sel, a)
     curves = T.fpr_curves_from_accuracy(probe=probe, budget=budget)
     if not curves:
         raise SeedPrintsError(f"the benchmark record has no {probe} / {budget} results")
-    curve = T.fpr_curve_figure(curves, a, f"False-positive rate against alpha ({probe} probe, {budget} budget)")
+    curve = P.fpr_curve_figure(curves, a, f"False-positive rate against alpha ({probe} probe, {budget} budget)")
     here = [r for r in sel if r["budget"] == budget]
     parts = [f"{r['test']}: {r['false_positives']} of {r['negatives']} unrelated pairs, "
              f"{r['fpr']:.1%} [95% interval {r['ci_low']:.1%} to {r['ci_high']:.1%}]" for r in here]
@@ -347,7 +347,7 @@ def build_learn_tab(queue: JobQueue) -> None:
         try:
             bars, curve, md = render_step6(a, p, b)
         except SeedPrintsError as exc:
-            return views.message(str(exc), "error"), T.empty_figure(str(exc)), T.empty_figure(""), ""
+            return views.message(str(exc), "error"), P.empty_figure(str(exc)), P.empty_figure(""), ""
         return views.message("Done: false-positive rates from the benchmark record.", "ok"), bars, curve, md
 
     buttons[6].click(show6, [alpha, probe_kind, budget], [statuses[6], plots["6"], plots["6b"], results[6]],
