@@ -318,7 +318,8 @@ def build_learn_tab(queue: JobQueue) -> None:
             gr.Markdown(STEP_TEXT[6])
             with gr.Row():
                 alpha = gr.Slider(0.001, 0.1, T.ALPHA, step=0.001, label="Try it: alpha", elem_id="learn-alpha")
-                probe_kind = gr.Radio(["token", "embedding"], value="token", label="Try it: probe",
+                probe_kind = gr.Radio([("token", "token"), ("embedding (experimental: above its level at quick)", "embedding")],
+                                      value="token", label="Try it: probe",
                                       elem_id="learn-probe-kind")
                 budget = gr.Radio(["quick", "standard"], value="quick", label="Try it: probe budget",
                                   elem_id="learn-budget")
