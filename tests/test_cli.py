@@ -93,6 +93,18 @@ def test_fingerprint_compare_and_export_import(workspace, capsys, tmp_path):
     assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["ref11", "ref12", "ref13", "ref14"]
 
 
+def test_fast_preset_is_a_probe_choice(workspace, tmp_path):
+    from seedprints.fingerprint import load_fingerprint
+    from seedprints.probes import PRESETS
+
+    fp_file = tmp_path / "fast.safetensors"
+    assert main(["fingerprint", str(workspace / "derived"), "-o", str(fp_file), "--probe", "fast",
+                 "--vocab-range", "512", "-q"]) == 0
+    spec = load_fingerprint(fp_file).spec
+    assert spec == PRESETS["fast"].replace(vocab_range=512)
+    assert spec.n_tokens < PRESETS["quick"].n_tokens
+
+
 def test_errors_are_one_line_with_nonzero_exit(workspace, capsys):
     capsys.readouterr()
     assert main(["scan", str(workspace / "derived"), "--library", str(workspace / "nolib")]) == 2
