@@ -2,7 +2,7 @@
 
 Run:  python bench/scale.py                       (about 15 minutes on 2 CPU cores, ~17 GB of scratch disk)
       python bench/scale.py --skip-7b             (the 135M parts only, about 2 minutes)
-      python bench/scale.py --n-samples 600 --seq-len 32   (the quick probe instead of the default budget)
+      python bench/scale.py --probe quick        (the quick probe instead of fast)
 Writes bench/results/scale.json (or --out) and prints a Markdown table.  Every figure is
 measured in this one run; each extraction runs in a fresh process so its peak RSS (VmHWM)
 is its own.  The synthetic checkpoints are random inits written shard by shard in bf16
@@ -162,15 +162,19 @@ print(json.dumps({{"import_s": t1 - t0, "hash_s": hashing, "load_s": load, "extr
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n-samples", type=int, default=200, help="probe N (default 200: the fast-candidate budget)")
-    ap.add_argument("--seq-len", type=int, default=16, help="probe L (default 16)")
+    ap.add_argument("--probe", default="fast", help="probe preset (default fast); --n-samples/--seq-len override it")
+    ap.add_argument("--n-samples", type=int, default=None, help="probe N")
+    ap.add_argument("--seq-len", type=int, default=None, help="probe L")
     ap.add_argument("--skip-7b", action="store_true", help="skip the 7B-shape and depth parts")
     ap.add_argument("--scratch", default=None, help="folder for the synthetic checkpoints (default: a temp folder)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale.json"))
     args = ap.parse_args()
-    n, seq_len, vocab = args.n_samples, args.seq_len, 32000
-    res: dict = {"machine": machine(), "probe": {"n_samples": n, "seq_len": seq_len, "vocab_range": vocab,
-                                                 "tokens": n * seq_len}}
+    from seedprints.probes import preset
+
+    base = preset(args.probe)
+    n, seq_len, vocab = args.n_samples or base.n_samples, args.seq_len or base.seq_len, int(base.vocab_range or 32000)
+    res: dict = {"machine": machine(), "probe": {"preset": args.probe, "n_samples": n, "seq_len": seq_len,
+                                                 "vocab_range": vocab, "tokens": n * seq_len}}
     print(f"machine: {res['machine']}; probe N={n} L={seq_len} ({n * seq_len:,} tokens)", flush=True)
     res["matmul_flops"] = matmul_flops("cpu", torch.float32)
     print(f"dense fp32 matmul: {res['matmul_flops'] / 1e9:.1f} GFLOP/s", flush=True)
@@ -242,7 +246,8 @@ def markdown(r: dict) -> str:
     """The README table."""
     m, p = r["machine"], r["probe"]
     s, c = r["smol_streaming"], r["cold_compare"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, torch {m['torch']}; probe N={p['n_samples']} "
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, torch {m['torch']}; probe "
+             f"`{p.get('preset', 'custom')}`, N={p['n_samples']} "
              f"L={p['seq_len']} ({p['tokens']:,} tokens); dense fp32 matmul {r['matmul_flops'] / 1e9:.0f} GFLOP/s.", "",
              "| measurement | value | target |", "|---|---|---|"]
     for layers in (32, 8):

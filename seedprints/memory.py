@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -81,6 +82,27 @@ def default_budget(device: torch.device) -> int:
 def resolve_budget(max_memory: str | int | None, device: torch.device) -> int:
     """The caller's budget in bytes, or the default for this device."""
     return default_budget(device) if max_memory is None else parse_size(max_memory)
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by Python and torch back to the OS (glibc's malloc_trim), where that exists.
+
+    Layer streaming frees one layer's tensors after each layer; without this the C heap keeps
+    the freed pages and peak memory creeps up with depth.
+    """
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None
 
 
 def peak_rss() -> int:

@@ -21,7 +21,7 @@ import torch
 
 from .errors import Cancelled, ModelLoadError, first_line
 from .loading import count_load
-from .memory import MemoryBudgetError, format_size
+from .memory import MemoryBudgetError, format_size, release_freed_memory
 from .probes import ProbeSpec
 from .progress import ProgressCallback
 
@@ -302,6 +302,8 @@ class StreamedModel:
             old = owner._parameters[attr]
             owner._parameters[attr] = torch.nn.Parameter(torch.empty(old.shape, dtype=old.dtype, device="meta"),
                                                          requires_grad=False)
+        if self.device.type == "cpu":
+            release_freed_memory()
 
     @staticmethod
     def _attach(module: torch.nn.Module, pname: str, value: torch.Tensor) -> None:
