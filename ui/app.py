@@ -18,7 +18,7 @@ from .context import DEMO_LIBRARY, MY_LIBRARY, AppConfig, Server, Throughput, li
 from .jobs import JobQueue
 from .learn_tab import build_learn_tab
 from .library_tab import add_probe_choices, build_library_tab, library_view
-from .tasks import TaskView, watch
+from .tasks import TaskView, session_of, watch
 from .visitors import BROWSER_STORAGE_KEY, browser_state_secret, identify, oauth_enabled
 
 INTRO = """# SeedPrints: which training seed does this model come from?
@@ -86,6 +86,10 @@ def build_blocks(server: Server) -> gr.Blocks:
                     audit_probe_choices(server, DEMO_LIBRARY, visitor_value),
                     *library_view(MY_LIBRARY, visitor_value), add_probe_choices(server, MY_LIBRARY, visitor_value))
 
+        def session_ended(request: gr.Request) -> None:
+            server.session_ended(session_of(request))
+
+        blocks.unload(session_ended)
         # the visitor is known first (public server); then the page shows that visitor's libraries
         filled = [audit.lib_choice, library.lib_choice, audit.probe_choice, library.table, library.names,
                   library.message, library.add_probe]

@@ -19,7 +19,7 @@ from seedprints.report import report_html
 from seedprints.robustness import MODIFICATIONS, RobustnessRow, robustness_check
 
 from . import views
-from .context import DEMO_LIBRARY, Server, download_dir, open_library, probe_choices, safe_filename, starting_libraries
+from .context import DEMO_LIBRARY, Server, open_library, probe_choices, safe_filename, starting_libraries
 from .jobs import FINISHED, Job
 from .sources import (DEMO_CHOICES, SOURCE_DEMO, SOURCE_HUB, SOURCE_PATH, SOURCE_UPLOAD, ModelChoice, model_form,
                       prepared_model, resolve_model)
@@ -100,7 +100,7 @@ def run_audit(server: Server, form: AuditForm, job: Job) -> AuditResult:
     uploaded = form.model.source == SOURCE_UPLOAD
     command = audit.command("SUSPECT" if uploaded else str(model))
     job.stage = "writing the downloads"
-    folder, stem = download_dir(), safe_filename(audit.suspect.name)
+    folder, stem = server.download_dir(job.owner), safe_filename(audit.suspect.name)
     json_path = folder / f"seedprints-audit-{stem}.json"
     json_path.write_text(json.dumps({**audit.to_dict(), "command": command}, indent=1))
     report_path = folder / f"seedprints-report-{stem}.html"

@@ -194,3 +194,16 @@ class Server:
     queue: JobQueue
     throughput: Throughput
     demo_job: Job | None = None
+    _downloads: dict[str, list[Path]] = dataclasses.field(default_factory=dict)
+
+    def download_dir(self, session: str) -> Path:
+        """A fresh :func:`download_dir` for ``session``; on a public server it goes when that session ends."""
+        folder = download_dir()
+        if self.cfg.public and session:
+            self._downloads.setdefault(session, []).append(folder)
+        return folder
+
+    def session_ended(self, session: str) -> None:
+        """Delete a closed session's downloads (public server): its links then lead nowhere, whoever holds them."""
+        for folder in self._downloads.pop(session, []):
+            remove_dir(folder)

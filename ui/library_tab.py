@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -19,7 +20,7 @@ from .context import (DEMO_LIBRARY, MY_LIBRARY, Server, download_dir, open_libra
                       starting_libraries)
 from .jobs import Job
 from .sources import SOURCE_HUB, SOURCE_PATH, SOURCE_UPLOAD, ModelChoice, model_form, prepared_model, resolve_model
-from .tasks import Submission, TaskView, wire
+from .tasks import Submission, TaskView, session_of, wire
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,14 +151,14 @@ def import_zip(lib_label: str, file: str | None, visitor: str | None = None) -> 
     return _change(lib_label, visitor, change)
 
 
-def export(lib_label: str, visitor: str | None = None) -> tuple[Any, str]:
-    """Export the chosen library as a zip for download, into a folder of its own that no one can guess."""
+def export(lib_label: str, visitor: str | None = None, folder: Path | None = None) -> tuple[Any, str]:
+    """Export the chosen library as a zip for download, into ``folder``: by default a new one no one can guess."""
     try:
         lib = open_library(lib_label, visitor)
         if len(lib) == 0:
             raise LibraryError(f"{lib_label} is empty: nothing to export")
         name = f"seedprints-library-{safe_filename(lib_label)}-{int(time.time())}.zip"
-        out = lib.export_zip(download_dir() / name)
+        out = lib.export_zip((folder or download_dir()) / name)
     except SeedPrintsError as exc:
         return gr.File(value=None), views.message(str(exc), "error")
     return gr.File(value=str(out), visible=True), views.message(f"Exported {len(lib)} reference(s).", "ok")
@@ -220,6 +221,10 @@ def build_library_tab(server: Server, visitor: gr.State) -> LibraryTab:
     lib_choice.change(lambda lib, who: add_probe_choices(server, lib, who), [lib_choice, visitor], add_probe,
                       queue=False)
     rm_btn.click(remove, [lib_choice, rm_name, visitor], view_outputs, concurrency_limit=1)
-    export_btn.click(export, [lib_choice, visitor], [export_file, lib_msg], concurrency_limit=1)
+
+    def export_for(lib: str, who: str | None, request: gr.Request) -> tuple[Any, str]:
+        return export(lib, who, server.download_dir(session_of(request)))
+
+    export_btn.click(export_for, [lib_choice, visitor], [export_file, lib_msg], concurrency_limit=1)
     import_btn.click(import_zip, [lib_choice, import_file, visitor], view_outputs, concurrency_limit=1)
     return LibraryTab(tab, lib_choice, table, rm_name, lib_msg, add_probe, owner)
