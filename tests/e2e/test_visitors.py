@@ -14,20 +14,12 @@ from pathlib import Path
 
 from gradio_client import Client
 
+from seedprints.demo import DEMO_PROBE
 from seedprints.library import Library
 
-from .conftest import READY_TIMEOUT
+from .conftest import open_page
 from .test_app import choose, wait_uploaded
-from .test_downloads import status_of
-
-
-def open_page(browser, server):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
-    pg.goto(server.url)
-    pg.wait_for_selector("#startup .sp-msg-ok", timeout=READY_TIMEOUT * 1000)
-    return ctx, pg
+from .test_downloads import download_urls, status_of
 
 
 def library_tab(pg) -> None:
@@ -44,7 +36,7 @@ def add_upload(pg, model: Path, name: str) -> None:
     pg.fill("#add-name textarea, #add-name input", name)
     pg.fill("#add-family textarea, #add-family input", "visitors")
     pg.fill("#add-seed textarea, #add-seed input", "5")
-    choose(pg, "add-probe", "demo probe")
+    choose(pg, "add-probe", DEMO_PROBE.id)  # 'demo probe (id ...)', or 'library probe id' once the library uses it
     pg.click("#add-btn")
     pg.wait_for_selector(f"#add-status .sp-msg-ok:has-text('Added {name}')", timeout=120_000)
     pg.wait_for_selector(f"#library-table:has-text('{name}')")
@@ -64,22 +56,17 @@ def audit_my_library(pg) -> tuple[str, list[str]]:
     pg.wait_for_function("() => document.querySelector('#audit-probe input').value.includes('library probe')")
     pg.click("#run-audit")
     pg.wait_for_selector("#audit-status .sp-msg-ok:has-text('audit of derived')", timeout=120_000)
-    urls = []
-    for button in ("#download-json", "#download-report"):
-        with pg.expect_download() as dl:
-            pg.click(button)
-        urls.append(urllib.parse.unquote(dl.value.url))
-    return pg.inner_text("#verdict .sp-verdict-label"), urls
+    return pg.inner_text("#verdict .sp-verdict-label"), download_urls(pg)
 
 
-def old_patterns(server, name: str, urls: list[str]) -> list[str]:
+def old_patterns(server, urls: list[str]) -> list[str]:
     """URLs B can build for A's files without A's link: the former shared export folder, A's file names in other folders."""
     old = Path(tempfile.gettempdir()) / "seedprints-exports"
     guesses = [f"{server.url}gradio_api/file={old}/seedprints-audit-job{n}.json" for n in range(1, 6)]
     guesses += [f"{server.url}gradio_api/file={old}/seedprints-library-my-library-{int(time.time())}.zip"]
     for url in urls:  # the same file name one folder up: the random folder is the only way in
-        head, secret, tail = url.rpartition("/seedprints-")[0].rpartition("/seedprints-")
-        guesses.append(f"{head}/{url.rsplit('/', 1)[-1]}")
+        parent, _secret_folder, name = url.rsplit("/", 2)
+        guesses.append(f"{parent}/{name}")
     return guesses
 
 
@@ -111,7 +98,7 @@ def test_public_visitors_never_reach_each_other(browser, public_server, small_mo
     choose(b, "audit-library", "my library")
     b.click("#run-audit")
     b.wait_for_selector("#audit-status .sp-msg-error:has-text('my library is empty')")
-    for url in old_patterns(public_server, "a", [*a_urls, a_export]):
+    for url in old_patterns(public_server, [*a_urls, a_export]):
         assert status_of(url) in (403, 404), url
 
     # the API: an anonymous caller gets the demo library only, and no page handler
