@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     # no allowed_paths: downloads lie in Gradio's own cache under unguessable folders (ui.context.download_dir)
     blocks.launch(server_name=args.host, server_port=args.port, theme=theme(), css=css(),
                   max_file_size=cfg.max_upload_bytes, show_error=False,
-                  footer_links=[], quiet=True)
+                  footer_links=["api", "gradio"], quiet=True)
 
 
 if __name__ == "__main__":

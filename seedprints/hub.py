@@ -182,6 +182,34 @@ def _hub_error(exc: BaseException, repo: str, rev: str) -> ModelLoadError | None
     return None
 
 
+# ---------------------------------------------------------------------------- sizes
+def weight_bytes(text: str) -> int | None:
+    """Bytes of the weight files loading 'org/name[@revision]' would download, from the Hub's file metadata.
+
+    None when nothing would be downloaded: offline, where only the local cache is read.  Counts the files
+    of the preferred layout (:data:`WEIGHT_LAYOUTS`): every safetensors (or .bin) file beside an index, else
+    the single file; 0 when the repo has no weights (loading then refuses it).
+    """
+    repo, rev = parse_hub_id(text)
+    if is_offline():
+        return None
+    try:
+        from huggingface_hub import HfApi
+
+        info = HfApi().model_info(repo, revision=rev or "main", files_metadata=True, timeout=10)
+    except Exception as exc:
+        raise _hub_error(exc, repo, rev or "main") or ModelLoadError(
+            f"cannot ask the Hugging Face Hub for the size of {repo} ({first_line(exc)}): retry later") from None
+    sizes = {s.rfilename: int(s.size or 0) for s in info.siblings or ()}
+    layout = _layout(set(sizes))
+    if layout is None:
+        return 0
+    if not layout.endswith(".index.json"):
+        return sizes[layout]
+    stem, suffix = ("model", ".safetensors") if layout.startswith("model.safetensors") else ("pytorch_model", ".bin")
+    return sum(n for name, n in sizes.items() if name.startswith(stem) and name.endswith(suffix) and "/" not in name)
+
+
 # ---------------------------------------------------------------------------- snapshots
 #: Number of snapshots located or downloaded (files checked and hashed); a fingerprint-cache hit leaves it alone.
 FETCH_COUNT = 0

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from seedprints.errors import Cancelled, ExtractionError
-from ui.jobs import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, Job, JobQueue
+from ui.jobs import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, BusyError, Job, JobQueue
 
 TIMEOUT = 10.0
 
@@ -270,3 +270,31 @@ def test_progress_takes_the_engine_contract_and_a_new_total_restarts_the_eta():
     assert job.stage == "layer 1/2" and job.eta() > 0.0
     job.progress("testing 8 references", 0, 8)  # a new phase: its rate is not known yet
     assert (job.stage, job.done, job.total) == ("testing 8 references", 0, 8) and job.eta() is None
+
+
+def test_one_job_per_owner_when_asked():
+    q = JobQueue(one_per_owner=True)
+    first = Gate()
+    running = q.submit("audit A", first, owner="session-a")
+    first.started.wait(TIMEOUT)
+    queued = q.submit("audit B", Gate(), owner="session-b")  # another owner queues as usual
+    for label in ("second audit", "learn step"):
+        with pytest.raises(BusyError, match=r"already have a job running \(audit A\).*one job per visitor"):
+            q.submit(label, Gate(), owner="session-a")
+    with pytest.raises(BusyError, match=r"job queued \(audit B\)"):
+        q.submit("again", Gate(), owner="session-b")
+    q.cancel(queued.id)
+    again = q.submit("audit B again", Gate(), owner="session-b")  # a cancelled job no longer counts
+    first.release.set()
+    wait_finished(running)
+    assert q.submit("audit A2", lambda j: 1, owner="session-a").owner == "session-a"
+    q.cancel(again.id)
+    server_jobs = [q.submit(f"server job {i}", lambda j: 1, owner="") for i in range(2)]  # the server's own
+    wait_finished(*server_jobs)
+
+
+def test_local_queue_takes_many_jobs_per_owner(queue):
+    gate = Gate()
+    jobs = [queue.submit(f"job {i}", gate, owner="s") for i in range(3)]
+    gate.release.set()
+    wait_finished(*jobs)

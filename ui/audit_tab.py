@@ -19,8 +19,7 @@ from seedprints.report import report_html
 from seedprints.robustness import MODIFICATIONS, RobustnessRow, robustness_check
 
 from . import views
-from .context import (DEMO_LIBRARY, Server, download_dir, libraries, open_library, probe_choices,
-                      safe_filename)
+from .context import DEMO_LIBRARY, Server, open_library, probe_choices, safe_filename, starting_libraries
 from .jobs import FINISHED, Job
 from .sources import (DEMO_CHOICES, SOURCE_DEMO, SOURCE_HUB, SOURCE_PATH, SOURCE_UPLOAD, ModelChoice, model_form,
                       prepared_model, resolve_model)
@@ -37,6 +36,7 @@ class AuditForm:
     test: str
     alpha: float
     trust: bool
+    visitor: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +59,9 @@ class AuditTab:
 
 
 def parse_form(source: str, demo_key: str | None, files: list[str] | None, hub_id: str, local_path: str,
-               lib_label: str, probe_label: str | None, test_label: str, alpha: Any, trust: bool) -> AuditForm:
-    """The form's values, typed (raises SeedPrintsError on a bad test or alpha)."""
+               lib_label: str, probe_label: str | None, test_label: str, alpha: Any, trust: bool,
+               visitor: str | None = None) -> AuditForm:
+    """The form's values, typed (raises SeedPrintsError on a bad test or alpha); ``visitor`` is the session's key."""
     try:
         a = float(alpha)
     except (TypeError, ValueError):
@@ -68,7 +69,7 @@ def parse_form(source: str, demo_key: str | None, files: list[str] | None, hub_i
     if not 0.0 < a < 0.5:
         raise SeedPrintsError(f"alpha must lie between 0 and 0.5, got {a:g}")
     return AuditForm(ModelChoice(source, demo_key, files, hub_id, local_path), lib_label, probe_label,
-                     test_by_label(test_label).name, a, bool(trust))
+                     test_by_label(test_label).name, a, bool(trust), visitor)
 
 
 def check_form(server: Server, form: AuditForm) -> None:
@@ -77,7 +78,7 @@ def check_form(server: Server, form: AuditForm) -> None:
     demo_building = server.demo_job is not None and server.demo_job.state not in FINISHED
     if form.lib_label == DEMO_LIBRARY and demo_building:
         return  # the job queues behind the demo build
-    if len(open_library(form.lib_label)) == 0:
+    if len(open_library(form.lib_label, form.visitor)) == 0:
         raise LibraryError(f"{form.lib_label} is empty: add reference models in the Library tab first")
 
 
@@ -85,7 +86,7 @@ def run_audit(server: Server, form: AuditForm, job: Job) -> AuditResult:
     """On the worker: audit the suspect against the library and write its JSON record and HTML report."""
     job.stage = "preparing the suspect"
     with prepared_model(server, form.model) as (model, name):
-        lib = open_library(form.lib_label)
+        lib = open_library(form.lib_label, form.visitor)
         spec = probe_choices(lib, server.throughput).get(form.probe_label or "") or lib.default_probe()
         job.stage = "loading the suspect model"
         audit = audit_library(model, lib, name=name, probe=spec, test=form.test, alpha=form.alpha,
@@ -99,7 +100,7 @@ def run_audit(server: Server, form: AuditForm, job: Job) -> AuditResult:
     uploaded = form.model.source == SOURCE_UPLOAD
     command = audit.command("SUSPECT" if uploaded else str(model))
     job.stage = "writing the downloads"
-    folder, stem = download_dir(), safe_filename(audit.suspect.name)
+    folder, stem = server.download_dir(job.owner), safe_filename(audit.suspect.name)
     json_path = folder / f"seedprints-audit-{stem}.json"
     json_path.write_text(json.dumps({**audit.to_dict(), "command": command}, indent=1))
     report_path = folder / f"seedprints-report-{stem}.html"
@@ -134,7 +135,7 @@ def run_robustness(server: Server, form: AuditForm, job: Job) -> list[Robustness
     """On the worker: modify the suspect in each way, fingerprint each copy and scan the library again."""
     job.stage = "preparing the suspect"
     with prepared_model(server, form.model) as (model, _):
-        lib = open_library(form.lib_label)
+        lib = open_library(form.lib_label, form.visitor)
         spec = probe_choices(lib, server.throughput).get(form.probe_label or "") or lib.default_probe()
         job.stage = "loading the suspect model"
         return robustness_check(model, lib, probe=spec, test=form.test, alpha=form.alpha, device=server.cfg.device,
@@ -145,23 +146,21 @@ def run_robustness(server: Server, form: AuditForm, job: Job) -> list[Robustness
 def start_robustness(server: Server, *values: Any) -> Submission:
     """Check the audit form; the submission runs the robustness check on the worker."""
     form = parse_form(*values)
-    resolve_model(server, form.model, None)
-    if len(open_library(form.lib_label)) == 0:
-        raise LibraryError(f"{form.lib_label} is empty: add reference models in the Library tab first")
+    check_form(server, form)
     return Submission("robustness check", lambda job: run_robustness(server, form, job))
 
 
-def audit_probe_choices(server: Server, lib_label: str) -> Any:
+def audit_probe_choices(server: Server, lib_label: str, visitor: str | None = None) -> Any:
     """Dropdown of the probes an audit can use with this library."""
     try:
-        labels = list(probe_choices(open_library(lib_label), server.throughput))
+        labels = list(probe_choices(open_library(lib_label, visitor), server.throughput))
     except SeedPrintsError:
         labels = []
     return gr.Dropdown(choices=labels, value=labels[0] if labels else None)
 
 
-def build_audit_tab(server: Server) -> AuditTab:
-    """Lay out the Audit tab and wire its events; call inside an open ``gr.Tabs()``."""
+def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
+    """Lay out the Audit tab and wire its events; call inside an open ``gr.Tabs()``; ``visitor``: the session's key."""
     cfg = server.cfg
     sources = [SOURCE_DEMO, SOURCE_UPLOAD, SOURCE_HUB] + ([SOURCE_PATH] if cfg.local_paths else [])
     tests = [m.label for m in TESTS.values()]
@@ -174,7 +173,7 @@ def build_audit_tab(server: Server) -> AuditTab:
                                            "path": "Local path on this computer",
                                            "files": "Model files: .gguf, a .zip of the folder, "
                                                     "or .safetensors/.bin + config.json"})
-                lib_choice = gr.Dropdown(list(libraries()), value=DEMO_LIBRARY, label="Reference library",
+                lib_choice = gr.Dropdown(starting_libraries(server.cfg), value=DEMO_LIBRARY, label="Reference library",
                                          elem_id="audit-library")
                 probe_choice = gr.Dropdown([], label="Probe (from the library)", elem_id="audit-probe")
                 with gr.Accordion("Advanced", open=False):
@@ -214,7 +213,7 @@ def build_audit_tab(server: Server) -> AuditTab:
             robust_table = gr.Dataframe(interactive=False, elem_id="robust-table", wrap=True)
             robust_plot = gr.Plot(elem_id="robust-plot", show_label=False)
 
-    form = [*model.inputs, lib_choice, probe_choice, test_choice, alpha, trust]
+    form = [*model.inputs, lib_choice, probe_choice, test_choice, alpha, trust, visitor]
     audit_view = TaskView(status, [verdict, ranked, heat, umap_plot, evidence, download, download_report, command,
                                    results], render_audit, idle="Ready. Choose a suspect and press Run audit.")
     wire(server.queue, audit_view, run_btn, form, lambda *v: start_audit(server, *v), cancel_btn)
@@ -222,5 +221,6 @@ def build_audit_tab(server: Server) -> AuditTab:
                            lambda rows: [views.robustness_table(rows), robustness_chart(rows)],
                            idle="Press Check robustness to test the chosen suspect.")
     wire(server.queue, robust_view, robust_btn, form, lambda *v: start_robustness(server, *v), robust_cancel)
-    lib_choice.change(lambda lib: audit_probe_choices(server, lib), lib_choice, probe_choice, queue=False)
+    lib_choice.change(lambda lib, who: audit_probe_choices(server, lib, who), [lib_choice, visitor], probe_choice,
+                      queue=False)
     return AuditTab(lib_choice, probe_choice)

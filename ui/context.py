@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -47,9 +49,28 @@ def is_space() -> bool:
     return bool(os.environ.get("SPACE_ID"))
 
 
-def libraries() -> dict[str, Path]:
-    """Choice label -> library folder: the demo, the user's own, and any under $SEEDPRINTS_HOME/libraries."""
-    out = {DEMO_LIBRARY: home() / "demo" / "library", MY_LIBRARY: home() / "library"}
+def visitor_key(identity: str) -> str:
+    """The folder name of one visitor's data: sha256 of 'hf:<username>' or 'browser:<random id>'."""
+    return hashlib.sha256(identity.encode()).hexdigest()
+
+
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+
+
+def libraries(visitor: str | None = None) -> dict[str, Path]:
+    """Choice label -> library folder that ``visitor`` may use.
+
+    ``visitor`` None (a local server): the demo, the one shared 'my library' and any library under
+    $SEEDPRINTS_HOME/libraries.  On a public server ``visitor`` is the session's key (:func:`visitor_key`,
+    set by the server, never a path from the client): the demo and that visitor's own library,
+    $SEEDPRINTS_HOME/visitors/<key>/library; an empty key (no session yet) gets the demo only.
+    """
+    out = {DEMO_LIBRARY: home() / "demo" / "library"}
+    if visitor is not None:
+        if _KEY.match(visitor):
+            out[MY_LIBRARY] = home() / "visitors" / visitor / "library"
+        return out
+    out[MY_LIBRARY] = home() / "library"
     extra = home() / "libraries"
     if extra.is_dir():
         for d in sorted(extra.iterdir()):
@@ -58,16 +79,22 @@ def libraries() -> dict[str, Path]:
     return out
 
 
-def open_library(label: str) -> Library:
-    """The library behind a choice label (created empty if it is the user's and missing)."""
-    folders = libraries()
-    if label not in folders:
-        from seedprints.errors import LibraryError
+def starting_libraries(cfg: AppConfig) -> list[str]:
+    """The library choices a page is built with, before its visitor is known (a public page names no other)."""
+    return list(libraries()) if cfg.local_paths else [DEMO_LIBRARY, MY_LIBRARY]
 
+
+def open_library(label: str, visitor: str | None = None) -> Library:
+    """The library behind a choice label for ``visitor`` (created empty if it is their own and missing)."""
+    from seedprints.errors import LibraryError
+
+    folders = libraries(visitor)
+    if label not in folders:
+        if label == MY_LIBRARY:
+            raise LibraryError("'my library' belongs to a page session or a signed-in user on this public server: "
+                               "open the page (or sign in) to have one")
         raise LibraryError(f"unknown library {label!r}: pick one from the list")
     if label == DEMO_LIBRARY and not (folders[label] / "index.sqlite").is_file():
-        from seedprints.errors import LibraryError
-
         raise LibraryError("the demo library is still being built: wait for the banner above to say it is ready")
     return Library(folders[label])
 
@@ -167,3 +194,16 @@ class Server:
     queue: JobQueue
     throughput: Throughput
     demo_job: Job | None = None
+    _downloads: dict[str, list[Path]] = dataclasses.field(default_factory=dict)
+
+    def download_dir(self, session: str) -> Path:
+        """A fresh :func:`download_dir` for ``session``; on a public server it goes when that session ends."""
+        folder = download_dir()
+        if self.cfg.public and session:
+            self._downloads.setdefault(session, []).append(folder)
+        return folder
+
+    def session_ended(self, session: str) -> None:
+        """Delete a closed session's downloads (public server): its links then lead nowhere, whoever holds them."""
+        for folder in self._downloads.pop(session, []):
+            remove_dir(folder)

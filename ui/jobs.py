@@ -22,6 +22,10 @@ FINISHED = (DONE, FAILED, CANCELLED)
 _ids = itertools.count(1)
 
 
+class BusyError(SeedPrintsError):
+    """The submitter already has a job queued or running on a server that runs one per visitor."""
+
+
 @dataclasses.dataclass
 class Job:
     """A unit of work with observable state; ``run(job)`` passes ``job.progress`` to the engine as its callback."""
@@ -76,19 +80,27 @@ class Job:
 class JobQueue:
     """FIFO of jobs served by one daemon thread: one extraction at a time, however many sessions submit."""
 
-    def __init__(self, keep: int = 200) -> None:
+    def __init__(self, keep: int = 200, one_per_owner: bool = False) -> None:
+        """``one_per_owner`` (public servers): an owner may have one job queued or running at a time."""
         self._jobs: dict[str, Job] = {}
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._keep = keep
+        self.one_per_owner = one_per_owner
         self.current: Job | None = None
         self._thread = threading.Thread(target=self._loop, name="seedprints-worker", daemon=True)
         self._thread.start()
 
     def submit(self, label: str, run: Callable[[Job], Any], owner: str = "") -> Job:
-        """Queue a job; returns it at once."""
+        """Queue a job; returns it at once.
+
+        With ``one_per_owner``, refuses (BusyError) a second job of an owner whose first is still queued or running.
+        """
         job = Job(label, run, owner)
         with self._cond:
+            if self.one_per_owner and owner and (busy := self._active(owner)) is not None:
+                raise BusyError(f"you already have a job {busy.state} ({busy.label}): wait for it to end or cancel it "
+                                "first; this public server runs one job per visitor at a time")
             self._jobs[job.id] = job
             self._waiting.append(job)
             self._forget_old()
@@ -118,6 +130,12 @@ class JobQueue:
                 self._waiting.remove(job)
                 job.state, job.stage, job.finished = CANCELLED, "cancelled while queued", time.monotonic()
         return True
+
+    def _active(self, owner: str) -> Job | None:
+        """The owner's queued or running job, if any (call with the lock held)."""
+        if self.current is not None and self.current.owner == owner:
+            return self.current
+        return next((j for j in self._waiting if j.owner == owner), None)
 
     def pending(self) -> int:
         """Jobs waiting or running."""

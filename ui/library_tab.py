@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -15,10 +16,11 @@ from seedprints.errors import LibraryError, SeedPrintsError
 from seedprints.paths import default_cache
 
 from . import views
-from .context import DEMO_LIBRARY, MY_LIBRARY, Server, download_dir, libraries, open_library, probe_choices, safe_filename
+from .context import (DEMO_LIBRARY, MY_LIBRARY, Server, download_dir, open_library, probe_choices, safe_filename,
+                      starting_libraries)
 from .jobs import Job
 from .sources import SOURCE_HUB, SOURCE_PATH, SOURCE_UPLOAD, ModelChoice, model_form, prepared_model, resolve_model
-from .tasks import Submission, TaskView, wire
+from .tasks import Submission, TaskView, session_of, wire
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +35,7 @@ class AddForm:
     seed: str | None
     notes: str
     full: bool
+    visitor: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,32 +48,35 @@ class LibraryTab:
     names: Any
     message: Any
     add_probe: Any
+    owner: Any
 
 
-def library_view(lib_label: str) -> tuple[Any, Any, str]:
-    """Table, reference names and a note for the chosen library."""
+def library_view(lib_label: str, visitor: str | None = None) -> tuple[Any, Any, str]:
+    """Table, reference names and a note for the chosen library, as ``visitor`` may see it."""
     try:
-        lib = open_library(lib_label)
+        lib = open_library(lib_label, visitor)
         refs = lib.list()
     except SeedPrintsError as exc:
         return views.library_table([]), gr.Dropdown(choices=[], value=None), views.message(str(exc), "error")
-    note = f"{len(refs)} reference(s) in {lib_label} ({lib.root})."
+    # a public server names no folders of its own
+    note = f"{len(refs)} reference(s) in {lib_label}" + (f" ({lib.root})." if visitor is None else ".")
     if lib_label == DEMO_LIBRARY:
         note += " The demo library is read-only; add models to 'my library'."
     return views.library_table(refs), gr.Dropdown(choices=[r.name for r in refs], value=None), views.message(note)
 
 
-def add_probe_choices(server: Server, lib_label: str) -> Any:
+def add_probe_choices(server: Server, lib_label: str, visitor: str | None = None) -> Any:
     """Dropdown of the probes a new reference can be fingerprinted with."""
     try:
-        labels = list(probe_choices(open_library(lib_label), server.throughput, with_presets=True))
+        labels = list(probe_choices(open_library(lib_label, visitor), server.throughput, with_presets=True))
     except SeedPrintsError:
         labels = []
     return gr.Dropdown(choices=labels, value=labels[0] if labels else None)
 
 
 def check_add(server: Server, source: str, files: list[str] | None, hub_id: str, local_path: str, lib_label: str,
-              probe_label: str, name: str, family: str, seed: Any, notes: str, full: bool) -> AddForm:
+              probe_label: str, name: str, family: str, seed: Any, notes: str, full: bool,
+              visitor: str | None = None) -> AddForm:
     """The add form checked: a writable library, a model, a new name and a whole-number seed (or none)."""
     if lib_label == DEMO_LIBRARY:
         raise LibraryError("the demo library is read-only: choose 'my library' to add models")
@@ -82,16 +88,16 @@ def check_add(server: Server, source: str, files: list[str] | None, hub_id: str,
     seed_txt = str(seed).strip() if seed is not None else ""
     if seed_txt and not seed_txt.lstrip("-").isdigit():
         raise LibraryError(f"seed must be a whole number (or empty if unknown), got {seed_txt!r}")
-    if name in {r.name for r in open_library(lib_label).list()}:
+    if name in {r.name for r in open_library(lib_label, visitor).list()}:
         raise LibraryError(f"{lib_label} already has a reference named {name!r}: choose another name")
-    return AddForm(model, lib_label, probe_label, name, family, seed_txt or None, notes, bool(full))
+    return AddForm(model, lib_label, probe_label, name, family, seed_txt or None, notes, bool(full), visitor)
 
 
 def run_add(server: Server, form: AddForm, job: Job) -> str:
     """On the worker: fingerprint the model with the chosen probe and add it to the library; says what was added."""
     job.stage = "preparing the model"
     with prepared_model(server, form.model) as (model, _):
-        lib = open_library(form.lib_label)
+        lib = open_library(form.lib_label, form.visitor)
         spec = probe_choices(lib, server.throughput, with_presets=True).get(form.probe_label)
         if spec is None:
             raise LibraryError("choose a probe from the list")
@@ -107,17 +113,17 @@ def run_add(server: Server, form: AddForm, job: Job) -> str:
     return f"Added {ref.name} ({ref.lineage}) to {form.lib_label}."
 
 
-def _change(lib_label: str, change: Callable[[], str]) -> tuple[Any, Any, str]:
+def _change(lib_label: str, visitor: str | None, change: Callable[[], str]) -> tuple[Any, Any, str]:
     """Run ``change`` (it returns what it did), then the library's table and names, and a note of the outcome."""
     try:
         msg = views.message(change(), "ok")
     except SeedPrintsError as exc:
         msg = views.message(str(exc), "error")
-    table, names, _ = library_view(lib_label)
+    table, names, _ = library_view(lib_label, visitor)
     return table, names, msg
 
 
-def remove(lib_label: str, name: str | None) -> tuple[Any, Any, str]:
+def remove(lib_label: str, name: str | None, visitor: str | None = None) -> tuple[Any, Any, str]:
     """Remove one reference from a writable library."""
 
     def change() -> str:
@@ -125,13 +131,13 @@ def remove(lib_label: str, name: str | None) -> tuple[Any, Any, str]:
             raise LibraryError("the demo library is read-only")
         if not name:
             raise LibraryError("choose the reference to remove")
-        ref = open_library(lib_label).remove(name)
+        ref = open_library(lib_label, visitor).remove(name)
         return f"Removed {ref.name} ({ref.lineage})."
 
-    return _change(lib_label, change)
+    return _change(lib_label, visitor, change)
 
 
-def import_zip(lib_label: str, file: str | None) -> tuple[Any, Any, str]:
+def import_zip(lib_label: str, file: str | None, visitor: str | None = None) -> tuple[Any, Any, str]:
     """Import a library zip (validated completely first) into a writable library."""
 
     def change() -> str:
@@ -139,30 +145,34 @@ def import_zip(lib_label: str, file: str | None) -> tuple[Any, Any, str]:
             raise LibraryError("the demo library is read-only: import into 'my library'")
         if not file:
             raise LibraryError("choose a library .zip exported by SeedPrints")
-        added = open_library(lib_label).import_zip(file, on_conflict="skip")
+        added = open_library(lib_label, visitor).import_zip(file, on_conflict="skip")
         return f"Imported {len(added)} reference(s); names already present were kept."
 
-    return _change(lib_label, change)
+    return _change(lib_label, visitor, change)
 
 
-def export(lib_label: str) -> tuple[Any, str]:
-    """Export the chosen library as a zip for download, into a folder of its own that no one can guess."""
+def export(lib_label: str, visitor: str | None = None, folder: Path | None = None) -> tuple[Any, str]:
+    """Export the chosen library as a zip for download, into ``folder``: by default a new one no one can guess."""
     try:
-        lib = open_library(lib_label)
+        lib = open_library(lib_label, visitor)
         if len(lib) == 0:
             raise LibraryError(f"{lib_label} is empty: nothing to export")
         name = f"seedprints-library-{safe_filename(lib_label)}-{int(time.time())}.zip"
-        out = lib.export_zip(download_dir() / name)
+        out = lib.export_zip((folder or download_dir()) / name)
     except SeedPrintsError as exc:
         return gr.File(value=None), views.message(str(exc), "error")
     return gr.File(value=str(out), visible=True), views.message(f"Exported {len(lib)} reference(s).", "ok")
 
 
-def build_library_tab(server: Server) -> LibraryTab:
-    """Lay out the Library tab and wire its events; call inside an open ``gr.Tabs()``."""
+def build_library_tab(server: Server, visitor: gr.State) -> LibraryTab:
+    """Lay out the Library tab and wire its events; call inside an open ``gr.Tabs()``.
+
+    ``visitor`` is the session's key (None on a local server): every action opens the library through it.
+    """
     add_sources = [SOURCE_UPLOAD, SOURCE_HUB] + ([SOURCE_PATH] if server.cfg.local_paths else [])
     with gr.Tab("Library", id="library", elem_id="tab-library") as tab:
-        lib_choice = gr.Dropdown(list(libraries()), value=MY_LIBRARY, label="Library", elem_id="library-choice")
+        lib_choice = gr.Dropdown(starting_libraries(server.cfg), value=MY_LIBRARY, label="Library", elem_id="library-choice")
+        owner = gr.Markdown(elem_id="library-owner", elem_classes="sp-note", visible=False)
         lib_msg = gr.HTML(elem_id="library-msg")
         table = gr.Dataframe(views.library_table([]), label="References", interactive=False,
                              elem_id="library-table", wrap=True)
@@ -195,20 +205,26 @@ def build_library_tab(server: Server) -> LibraryTab:
                 import_btn = gr.Button("Import", elem_id="import-btn")
 
     view_outputs = [table, rm_name, lib_msg]
-    add_view = TaskView(add_status, view_outputs, lambda _, lib: library_view(lib), render_inputs=[lib_choice],
+    add_view = TaskView(add_status, view_outputs, lambda _, lib, who: library_view(lib, who),
+                        render_inputs=[lib_choice, visitor],
                         done=lambda added: added, idle="Fill in the form and press Fingerprint and add.")
     inputs = [model.source, model.files, model.hub_id, model.local_path, lib_choice, add_probe, add_name, add_family,
-              add_seed, add_notes, add_full]
+              add_seed, add_notes, add_full, visitor]
 
     def start_add(*values: Any) -> Submission:
         form = check_add(server, *values)
         return Submission(f"adding {form.name} to {form.lib_label}", lambda job: run_add(server, form, job))
 
     wire(server.queue, add_view, add_btn, inputs, start_add, add_cancel)
-    tab.select(library_view, lib_choice, view_outputs, queue=False)
-    lib_choice.change(library_view, lib_choice, view_outputs, queue=False)
-    lib_choice.change(lambda lib: add_probe_choices(server, lib), lib_choice, add_probe, queue=False)
-    rm_btn.click(remove, [lib_choice, rm_name], view_outputs, concurrency_limit=1)
-    export_btn.click(export, lib_choice, [export_file, lib_msg], concurrency_limit=1)
-    import_btn.click(import_zip, [lib_choice, import_file], view_outputs, concurrency_limit=1)
-    return LibraryTab(tab, lib_choice, table, rm_name, lib_msg, add_probe)
+    tab.select(library_view, [lib_choice, visitor], view_outputs, queue=False)
+    lib_choice.change(library_view, [lib_choice, visitor], view_outputs, queue=False)
+    lib_choice.change(lambda lib, who: add_probe_choices(server, lib, who), [lib_choice, visitor], add_probe,
+                      queue=False)
+    rm_btn.click(remove, [lib_choice, rm_name, visitor], view_outputs, concurrency_limit=1)
+
+    def export_for(lib: str, who: str | None, request: gr.Request) -> tuple[Any, str]:
+        return export(lib, who, server.download_dir(session_of(request)))
+
+    export_btn.click(export_for, [lib_choice, visitor], [export_file, lib_msg], concurrency_limit=1)
+    import_btn.click(import_zip, [lib_choice, import_file, visitor], view_outputs, concurrency_limit=1)
+    return LibraryTab(tab, lib_choice, table, rm_name, lib_msg, add_probe, owner)

@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from seedprints import hub
 from seedprints.demo import SUSPECTS
 from seedprints.errors import SeedPrintsError, UploadError
 from seedprints.uploads import prepare_upload
@@ -57,6 +58,8 @@ def resolve_model(server: Server, choice: ModelChoice, work: Path | None) -> tup
         hub_id = (choice.hub_id or "").strip()
         if not hub_id or " " in hub_id:
             raise SeedPrintsError("enter a Hugging Face Hub id such as 'HuggingFaceTB/SmolLM-135M'")
+        if work is None and server.cfg.public:
+            check_hub_size(hub_id, server.cfg.max_upload_bytes)
         return hub_id, hub_id.split("/")[-1]
     if choice.source == SOURCE_PATH:
         if not server.cfg.local_paths:
@@ -68,6 +71,14 @@ def resolve_model(server: Server, choice: ModelChoice, work: Path | None) -> tup
             raise SeedPrintsError(f"no such file or folder: {p}: check the path")
         return p, p.name
     raise SeedPrintsError(f"unknown suspect source {choice.source!r}")
+
+
+def check_hub_size(hub_id: str, limit: int) -> None:
+    """Refuse a Hub model whose weight files exceed the upload limit, before anything is downloaded (public mode)."""
+    size = hub.weight_bytes(hub_id)
+    if size is not None and size > limit:
+        raise UploadError(f"{hub_id} has {size / 2**20:,.0f} MB of weights, over this server's limit of "
+                          f"{limit / 2**20:,.0f} MB: audit it with the seedprints command on your own machine")
 
 
 def clean_up(server: Server, work: Path | None, files: list[str] | None) -> None:

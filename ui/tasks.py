@@ -22,7 +22,7 @@ import gradio as gr
 from seedprints.errors import SeedPrintsError
 
 from . import views
-from .jobs import DONE, FINISHED, Job, JobQueue
+from .jobs import DONE, FINISHED, BusyError, Job, JobQueue
 
 POLL_SECONDS = 0.5
 
@@ -69,7 +69,8 @@ class TaskView:
         return [self.status_html(job), gr.Timer(active=False), *self.render(job.result, *render_values)]
 
 
-def _session(request: gr.Request | None) -> str:
+def session_of(request: gr.Request | None) -> str:
+    """The session a request comes from: the owner of the jobs it submits."""
     return getattr(request, "session_hash", "") or ""
 
 
@@ -85,9 +86,11 @@ def wire(queue: JobQueue, view: TaskView, button: Any, inputs: Sequence[Any],
     def submit(request: gr.Request, *values: Any) -> tuple[str | None, str, Any]:
         try:
             sub = start(*values)
+            job = queue.submit(sub.label, sub.work, owner=session_of(request))
+        except BusyError as exc:  # the session's job in progress keeps its place, and its view keeps polling it
+            return gr.skip(), views.message(str(exc), "error"), gr.skip()
         except SeedPrintsError as exc:
             return None, views.message(str(exc), "error"), gr.Timer(active=False)
-        job = queue.submit(sub.label, sub.work, owner=_session(request))
         return job.id, view.status_html(job, queue.position(job)), gr.Timer(active=True)
 
     def poll(job_id_value: str | None, *render_values: Any) -> list[Any]:

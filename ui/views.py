@@ -57,13 +57,20 @@ def job_status(job: Job | None, position: int = 0, *, idle: str = "Ready. Choose
             f'<div class="sp-detail">{html.escape(detail)}</div></div>')
 
 
+def verdict_headline(audit: LibraryAudit) -> str:
+    """'MATCH: seed 3', 'NO MATCH', 'AMBIGUOUS' or 'INCONCLUSIVE': the verdict card's title and the API's answer."""
+    v = audit.report.verdict
+    if v.label == "MATCH":
+        return f"MATCH: seed {v.seed}" if v.seed is not None else "MATCH: unknown seed"
+    return v.label
+
+
 def verdict_card(audit: LibraryAudit) -> str:
     """The plain-language verdict with its evidence (log10 p after Holm, z) and what it rests on."""
     rep = audit.report
     v = rep.verdict
     cls = _LABEL_CLASS.get(v.label, "sp-inconclusive")
-    head = {"MATCH": f"MATCH: seed {v.seed}" if v.seed is not None else "MATCH: unknown seed",
-            "NO MATCH": "NO MATCH", "AMBIGUOUS": "AMBIGUOUS", "INCONCLUSIVE": "INCONCLUSIVE"}[v.label]
+    head = verdict_headline(audit)
     sub = ""
     if v.label == "MATCH":
         fam = f" of the {v.family} family" if v.family else ""

@@ -79,13 +79,19 @@ def browser():
         b.close()
 
 
-@pytest.fixture()
-def page(browser, app_server):
+def open_page(browser, server: AppServer):
+    """A fresh browser context (a visitor of its own) on ``server``'s page, once the demo is ready: (context, page)."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = ctx.new_page()
     pg.set_default_timeout(60_000)
-    pg.goto(app_server.url)
+    pg.goto(server.url)
     pg.wait_for_selector("#startup .sp-msg-ok", timeout=READY_TIMEOUT * 1000)
+    return ctx, pg
+
+
+@pytest.fixture()
+def page(browser, app_server):
+    ctx, pg = open_page(browser, app_server)
     yield pg
     ctx.close()
 

@@ -21,6 +21,16 @@ def status_of(url: str) -> int:
         return exc.code
 
 
+def download_urls(page) -> list[str]:
+    """The links of a finished audit's two downloads (JSON record, HTML report), as the browser fetched them."""
+    urls = []
+    for button in ("#download-json", "#download-report"):
+        with page.expect_download() as dl:
+            page.click(button)
+        urls.append(urllib.parse.unquote(dl.value.url))
+    return urls
+
+
 def test_audit_downloads_have_unguessable_urls_and_old_paths_are_refused(page, app_server):
     # a file where the app used to write audits: even present on disk, it must not be served
     old = Path(tempfile.gettempdir()) / "seedprints-exports" / "seedprints-audit-job1.json"
@@ -32,11 +42,7 @@ def test_audit_downloads_have_unguessable_urls_and_old_paths_are_refused(page, a
     choose(page, "demo-suspect", "derived")
     page.click("#run-audit")
     page.wait_for_selector("#audit-status .sp-msg-ok:has-text('audit of derived')", timeout=120_000)
-    urls = []
-    for button in ("#download-json", "#download-report"):
-        with page.expect_download() as dl:
-            page.click(button)
-        urls.append(urllib.parse.unquote(dl.value.url))
+    urls = download_urls(page)
     folders = set()
     for url in urls:
         assert "seedprints-exports" not in url and "job" not in url.rsplit("/", 1)[-1], url
