@@ -52,6 +52,7 @@ def fingerprint_model(
     forces either path.
     """
     loaded: LoadedModel | None = None
+    pinned: hub.HubRevision | None = None
     if isinstance(model, (str, os.PathLike)):
         src = resolve_source(model, config, revision)
         label = name or src.name
@@ -76,7 +77,7 @@ def fingerprint_model(
         return hit
     if loaded is None:
         if src.kind == "hub":  # not cached: fetch the pinned commit's files (or find them in the HF cache)
-            src = download_from_hub(os.fspath(model), trust_remote_code)  # type: ignore[arg-type]
+            src = download_from_hub(pinned, trust_remote_code)  # type: ignore[arg-type]  (resolved once, above)
         feats, facts = extract_checkpoint(src, spec, name=label, device=device, dtype=dtype,
                                           trust_remote_code=trust_remote_code, weights_hash=weights_hash,
                                           batch_size=batch_size, max_memory=max_memory, stream=stream,

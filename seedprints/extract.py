@@ -160,7 +160,7 @@ def extract_checkpoint(
     label = name or src.name
     origin = src.location if isinstance(source, ModelSource) else os.fspath(source)
     if src.kind == "hub":
-        src = download_from_hub(src.location)
+        src = download_from_hub(src.location, trust_remote_code)
     weights_hash = weights_hash or source_weights_hash(src)
     dev = select_device(device)
     budget = resolve_budget(max_memory, dev)
@@ -182,8 +182,9 @@ def extract_checkpoint(
     cfg = read_config(src, trust_remote_code)
     check_causal_lm_config(cfg, label)
     target = compute_dtype(dev, getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None), dtype)
-    need = _in_memory_bytes(index.n_params if index else sum(p.stat().st_size for p in src.weight_files) // 2,
-                            target, cfg, spec, dev)
+    # pickled weights have no header to count parameters from: assume 2 bytes each (an over-estimate for fp32)
+    n_params = index.n_params if index else sum(p.stat().st_size for p in src.weight_files) // 2
+    need = _in_memory_bytes(n_params, target, cfg, spec, dev)
     fits = need <= budget
     arch = getattr(cfg, "model_type", "?")
     try:

@@ -276,14 +276,17 @@ def read_config(src: ModelSource, trust_remote_code: bool) -> Any:
         raise ModelLoadError(f"cannot read config of {src.name}: {first_line(exc)}") from None
 
 
-def download_from_hub(repo_id: str, trust_remote_code: bool = False) -> ModelSource:
-    """Resolve 'org/name[@revision]' to a commit and return its local snapshot (downloaded online if needed)."""
+def download_from_hub(repo: str | hub.HubRevision, trust_remote_code: bool = False) -> ModelSource:
+    """The local snapshot of 'org/name[@revision]' (resolved to a commit first, unless already resolved),
+    downloaded online if needed."""
+    rev = repo if isinstance(repo, hub.HubRevision) else hub.resolve(repo)
+    repo_id = repo if isinstance(repo, str) else rev.pinned
 
     def check(config_path: Path) -> None:
         cfg = read_config(ModelSource("hub", repo_id, config_path), trust_remote_code)
         check_causal_lm_config(cfg, repo_id)
 
-    snap = hub.fetch(hub.resolve(repo_id), check_config=check)
+    snap = hub.fetch(rev, check_config=check)
     return ModelSource("folder", str(snap.folder), snap.config_path, snap.weight_files, hub=snap)
 
 

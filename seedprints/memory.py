@@ -84,6 +84,9 @@ def resolve_budget(max_memory: str | int | None, device: torch.device) -> int:
     return default_budget(device) if max_memory is None else parse_size(max_memory)
 
 
+_TRIM: Any = None  # glibc's malloc_trim once looked up; False where there is none
+
+
 def release_freed_memory() -> None:
     """Hand memory freed by Python and torch back to the OS (glibc's malloc_trim), where that exists.
 
@@ -100,9 +103,6 @@ def release_freed_memory() -> None:
             _TRIM = False
     if _TRIM:
         _TRIM(0)
-
-
-_TRIM: Any = None
 
 
 def peak_rss() -> int:
