@@ -49,13 +49,14 @@ from seedprints.audit import fingerprint_model  # noqa: E402
 from seedprints.cache import FingerprintCache  # noqa: E402
 from seedprints.fingerprint import Fingerprint  # noqa: E402
 from seedprints.loading import load_model, resolve_source, source_weights_hash  # noqa: E402
-from seedprints.probes import ProbeSpec  # noqa: E402
+from seedprints.probes import PRESETS, ProbeSpec  # noqa: E402
 from seedprints.stats import SeedPrintsResult, SuspectRanks, calibrated_test, seedprints_test  # noqa: E402
 from seedprints.verdict import RefInfo, scan  # noqa: E402
 from seedprints.zoo import FULL, MINI, Zoo, ZooConfig, ZooModel, build_zoo  # noqa: E402
 
-#: probe budgets: name -> (N samples, L tokens per sample)
-BUDGETS: dict[str, tuple[int, int]] = {"quick": (600, 32), "standard": (2000, 64)}
+#: probe budgets: name -> (N samples, L tokens per sample), from the presets the CLI offers
+BUDGETS: dict[str, tuple[int, int]] = {name: (PRESETS[name].n_samples, PRESETS[name].seq_len)
+                                       for name in ("fast", "quick", "standard")}
 PROBE_KINDS = ("token", "embedding")
 TESTS = ("paper-analytical", "paper-empirical", "calibrated")
 ALPHA = 0.01
@@ -492,10 +493,14 @@ def main(argv: list[str] | None = None) -> int:
 
         ACCURACY_JSON.parent.mkdir(parents=True, exist_ok=True)
         ACCURACY_JSON.write_text(json.dumps(summarise_accuracy(json.loads(args.out.read_text())), separators=(",", ":")))
-    md = markdown(report)
-    args.out.with_suffix(".md").write_text(md)
-    print(md)
+    write_markdown(args.out, markdown(report))
     return 0
+
+
+def write_markdown(out: Path, md: str) -> None:
+    """Write a bench's Markdown beside its JSON and print it."""
+    out.with_suffix(".md").write_text(md)
+    print(md)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from .cache import FingerprintCache
 from .errors import IncompatibleFingerprintsError, LibraryError, ModelLoadError
 from .extract import CancelToken, extract_checkpoint, extract_features
 from .fingerprint import Fingerprint
-from .loading import LoadedModel, download_from_hub, resolve_source, source_weights_hash, wrap_model
+from .loading import (LoadedModel, download_from_hub, import_model_code, resolve_source, source_weights_hash,
+                      start_weights_hash, wrap_model)
 from .progress import ProgressCallback
 from .library import Library, Reference
 from .probes import ProbeSpec
@@ -60,6 +61,9 @@ def fingerprint_model(
             pinned = hub.resolve(src.location)
             model, weights_hash = pinned.pinned, pinned.cache_key
         else:
+            start_weights_hash(src)
+            if cache is None:  # nothing to look up, so it will load: import its code while the weights hash
+                import_model_code(src, trust_remote_code)
             weights_hash = source_weights_hash(src)
     elif revision:
         raise ModelLoadError("a revision applies only to a Hub id given by name, not to a model already loaded")

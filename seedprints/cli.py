@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from .cache import FingerprintCache
 from .errors import ModelLoadError, SeedPrintsError
 from .fingerprint import Fingerprint, load_fingerprint
 from .library import Library
+from .loading import resolve_source, start_weights_hash
 from .paths import default_cache, default_library
 from .memory import parse_size
 from .methods import DEFAULT_ALPHA, DEFAULT_TEST, TESTS
@@ -272,6 +274,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise ModelLoadError(f"--revision {args.revision} applies only to models given as Hub ids (org/name), "
                              "and neither model is one: drop --revision")
     spec = _spec_from_args(args)
+    for target in (args.reference, args.suspect):  # both hash in the background while the first one loads
+        if not is_fingerprint_file(target) and not _is_hub_target(target):
+            with contextlib.suppress(SeedPrintsError, OSError):  # a bad path gets its error from _fingerprint
+                start_weights_hash(resolve_source(target, args.config))
     ref = _fingerprint(args, args.reference, spec)
     sus = _fingerprint(args, args.suspect, ref.spec if is_fingerprint_file(args.reference) and args.probe is None else spec)
     r = compare(ref, sus, **_test_kwargs(args))

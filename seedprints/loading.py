@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -166,14 +168,53 @@ def hash_files(paths: list[Path] | tuple[Path, ...], root: Path | None = None) -
     return h.hexdigest()
 
 
+#: hash_files results of this process, keyed by each file's (path, size, mtime, inode): a file is read once
+_HASHES: dict[tuple[Any, ...], Future[str]] = {}
+_HASHES_LOCK = threading.Lock()
+
+
+def hash_files_async(paths: list[Path] | tuple[Path, ...]) -> Future[str]:
+    """hash_files(paths), computed once per process in a background thread (hashing releases the GIL, so the
+    caller can import or load meanwhile); files changed since (size, mtime or inode) are hashed again."""
+    key = tuple(sorted((str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino) for p in paths for st in [p.stat()]))
+    with _HASHES_LOCK:
+        if (fut := _HASHES.get(key)) is not None:
+            return fut
+        fut = _HASHES[key] = Future()
+
+    def run() -> None:
+        try:
+            fut.set_result(hash_files(paths))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+            with _HASHES_LOCK:
+                _HASHES.pop(key, None)  # a failed read is retried by the next caller
+            fut.set_exception(exc)
+
+    # a daemon thread, not an executor: an early exit must not wait for a 100 GB checkpoint to finish hashing
+    threading.Thread(target=run, name="seedprints-hash", daemon=True).start()
+    return fut
+
+
+def start_weights_hash(src: ModelSource) -> None:
+    """Begin hashing a local checkpoint in the background; a later source_weights_hash finds it ready."""
+    if src.hub is None and src.kind != "hub":
+        hash_files_async(_hashed_files(src))
+
+
+def _hashed_files(src: ModelSource) -> list[Path]:
+    return list(src.weight_files) + ([src.config_path] if src.config_path else [])
+
+
 def source_weights_hash(src: ModelSource) -> str | None:
     """Content hash of a local checkpoint's weights and config; hub:org/name@sha for Hub snapshots (None before)."""
     if src.hub is not None:
         return src.hub.revision.cache_key
     if src.kind == "hub":
         return None
-    files = list(src.weight_files) + ([src.config_path] if src.config_path else [])
-    return "files-sha256:" + hash_files(files)
+    try:
+        return "files-sha256:" + hash_files_async(_hashed_files(src)).result()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {src.name} to hash it: {first_line(exc)}") from None
 
 
 def hash_state_dict(model: torch.nn.Module) -> str:
@@ -253,6 +294,20 @@ def check_causal_lm_config(config: Any, name: str) -> None:
         raise ModelLoadError(f"{name} is an encoder-only model ({model_type}): SeedPrints needs a decoder-only causal LM")
     if archs and not causal and not any(a.endswith("Model") for a in archs):
         raise ModelLoadError(f"{name} declares architectures {archs}, none a causal LM: SeedPrints needs a decoder-only causal LM")
+
+
+def import_model_code(src: ModelSource, trust_remote_code: bool = False) -> None:
+    """Import transformers and this checkpoint's modeling code now (about 1.5 s on first use), for example while
+    its weights hash in the background; any problem is left for the load that follows to report."""
+    if src.config_path is None or src.kind == "gguf":
+        return
+    try:
+        cfg = read_config(src, trust_remote_code)
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        MODEL_FOR_CAUSAL_LM_MAPPING[type(cfg)]  # the lookup imports the architecture's module
+    except Exception:  # noqa: BLE001 - a warm-up only; loading reports the error with its context
+        pass
 
 
 def read_config(src: ModelSource, trust_remote_code: bool) -> Any:

@@ -15,7 +15,6 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 from scipy import special
-from scipy import stats as sps
 
 from .errors import ExtractionError, IncompatibleFingerprintsError, SeedPrintsError
 
@@ -24,6 +23,14 @@ Null = Literal["analytical", "simplified", "full_pipeline"]
 NullTest = Literal["ttest", "mannwhitney"]
 
 LN10 = math.log(10.0)
+
+
+def _sps() -> Any:
+    """scipy.stats, imported on first use: it costs about half a second, which a cold CLI run should not pay."""
+    from scipy import stats
+
+    return stats
+
 DEFAULT_K = 0.10
 DEFAULT_TEMPERATURE = 10.0
 
@@ -154,7 +161,7 @@ def kendall_taus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise SeedPrintsError(f"kendall_taus needs two matrices of equal shape, got {a.shape} and {b.shape}")
     out = np.empty(a.shape[1], dtype=np.float64)
     for j in range(a.shape[1]):
-        out[j] = sps.kendalltau(a[:, j], b[:, j]).statistic
+        out[j] = _sps().kendalltau(a[:, j], b[:, j]).statistic
     return out
 
 
@@ -165,7 +172,7 @@ def tau_null_std(n: int) -> float:
 
 def log10_sf_normal(z: float) -> float:
     """log10 of the standard normal survival function, accurate far into the tail."""
-    return float(sps.norm.logsf(z)) / LN10
+    return float(special.log_ndtr(-z)) / LN10
 
 
 def log10_bounded_p(log10_p: float) -> float:
@@ -297,7 +304,7 @@ def seedprints_test(
         if agg:
             a = raw_ref[:, finite].mean(axis=1)
             b = raw_sus[:, finite].mean(axis=1)
-            agg_tau = float(sps.kendalltau(a, b).statistic)
+            agg_tau = float(_sps().kendalltau(a, b).statistic)
             if not np.isfinite(agg_tau):
                 agg_tau = 0.0
             agg_z = agg_tau / sigma1
@@ -383,7 +390,7 @@ def log_t_sf(t: float, df: float) -> float:
     For large t, sf = I_x(df/2, 1/2) / 2 with x = df / (df + t^2), and
     log I_x(a, b) = a log x + b log(1 - x) - log a - log B(a, b) + O(x).
     """
-    value = float(sps.t.logsf(t, df))
+    value = float(_sps().t.logsf(t, df))
     if math.isfinite(value) or t <= 0:
         return value
     a, b = df / 2.0, 0.5
@@ -395,7 +402,7 @@ def _mannwhitney_greater(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """One-sided Mann-Whitney U of x stochastically greater than y, normal approximation with
     tie and continuity correction (scipy's 'asymptotic' method): (z, log10 p)."""
     nx, ny = len(x), len(y)
-    ranks = sps.rankdata(np.concatenate([x, y]))
+    ranks = _sps().rankdata(np.concatenate([x, y]))
     u = float(ranks[:nx].sum() - nx * (nx + 1) / 2.0)
     n_all = nx + ny
     _, counts = np.unique(np.concatenate([x, y]), return_counts=True)
@@ -434,7 +441,7 @@ def centered_ranks(x: np.ndarray) -> np.ndarray:
     np.put_along_axis(r, order, np.arange(1, x.shape[0] + 1, dtype=np.float64)[:, None], axis=0)
     tied = np.any(np.diff(np.take_along_axis(x, order, axis=0), axis=0) == 0, axis=0)
     if np.any(tied):  # average ranks where a column has ties
-        r[:, tied] = sps.rankdata(x[:, tied], axis=0)
+            r[:, tied] = _sps().rankdata(x[:, tied], axis=0)
     r -= r.mean(axis=0)
     norm = np.linalg.norm(r, axis=0)
     np.divide(r, norm, out=r, where=norm > 0)
