@@ -115,6 +115,15 @@ def test_errors_are_one_line_with_nonzero_exit(workspace, capsys):
     assert proc.stderr.strip().count("\n") == 0 and "no such model" in proc.stderr
 
 
+def test_compare_refuses_a_missing_suspect_before_extracting_the_reference(workspace, capsys):
+    from seedprints import loading
+
+    loads = loading.LOAD_COUNT
+    assert main(["compare", str(workspace / "ref10"), str(workspace / "nope"), *PROBE, "--no-cache"]) == 2
+    assert loading.LOAD_COUNT == loads  # the reference was not loaded for nothing
+    assert "no such model" in capsys.readouterr().err
+
+
 def test_exit_code_follows_the_verdict(workspace):
     lib = ["--library", str(workspace / "lib"), "-q"]
     derived, unrelated = str(workspace / "derived"), str(workspace / "unrelated")
