@@ -255,7 +255,7 @@ def markdown(report: dict[str, Any]) -> str:
             kinds = sorted({k for r in b["results"].values() for k in r[half]["positives"]})
             lines += [f"### {'selection half' if half == 'select' else 'held-out half'}", "",
                       "| candidate | " + " | ".join(f"{k} det. (mean / min z)" for k in kinds)
-                      + " | FP all negatives | worst negative class |",
+                      + " | FP all negatives | worst negative class [95% CI] |",
                       "|---|" + "---|" * (len(kinds) + 2)]
             for name, r in b["results"].items():
                 s = r[half]
@@ -263,8 +263,10 @@ def markdown(report: dict[str, Any]) -> str:
                          f"({s['positives'][k]['mean_z']:.1f} / {s['positives'][k]['min_z']:.1f})" for k in kinds]
                 worst = max(s["negatives"].items(), key=lambda kv: kv[1]["rate"])
                 na = s["negatives_all"]
+                ci = worst[1]["ci95"]
                 lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {na['false_positives']}/{na['n']} | "
-                             f"{worst[0]} {worst[1]['false_positives']}/{worst[1]['n']} |")
+                             f"{worst[0]} {worst[1]['false_positives']}/{worst[1]['n']} "
+                             f"[{ci[0]:.1%}, {ci[1]:.1%}] |")
             lines.append("")
     ch = report["choice"]
     lines += [f"**Choice** (at {ch['decided_at']}, on the selection half, among candidates at or under {ALPHA:.0%} "
@@ -281,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--select", default="llama", help="architecture the winner is chosen on (the rest is held out)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "power.json")
     ap.add_argument("--zoo-root", type=Path, default=None)
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from an existing --out .json")
     args = ap.parse_args(argv)
+    if args.markdown_only:
+        write_markdown(args.out, markdown(json.loads(args.out.read_text())))
+        return 0
     names = [b.strip() for b in args.budgets.split(",") if b.strip()]
     if not names or any(b not in BUDGETS for b in names):
         ap.error(f"budgets must be among {', '.join(BUDGETS)}")
