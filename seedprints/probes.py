@@ -189,7 +189,8 @@ PRESETS: dict[str, ProbeSpec] = {
     # fast: the smallest budget of bench/real.py's grid (N x L, SmolLM2-135M-Instruct) at which every real
     # derivative (the GGUF file, fine-tunes, merged LoRA, int8, int4, 30% pruning) keeps calibrated z >= 10
     # and the unrelated pairs (20 random inits) stay within alpha = 0.01; see bench/results/real.md.
-    # Not a default: the seed zoo's init -> pretrain and cpt detection at this budget is not measured yet.
+    # Not a default: on the full seed zoo it keeps every derivative kind (cpt included) at 12/12 but links a
+    # pretrained model to its own init 0/12 times, against 9/12 at quick (bench/results/accuracy-fast.md).
     "fast": ProbeSpec(kind="token", n_samples=50, seq_len=4, vocab_range=32000),
     "standard": ProbeSpec(kind="token", n_samples=2000, seq_len=64, vocab_range=32000),
     "paper": ProbeSpec(kind="token", n_samples=2000, seq_len=1024, vocab_range=32000),
