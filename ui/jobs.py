@@ -1,6 +1,10 @@
 """One background worker thread that runs extraction jobs one at a time, with progress, ETA and cancel.
 
 Gradio handlers only submit jobs and read their state, so the web server never waits for a model.
+Why not Gradio's own queue: its ``cancels=`` stops a pending event or an async generator, but a
+synchronous extraction already running in a worker thread cannot be interrupted from outside;
+this queue hands each job a cancel event that the engine checks between batches and layers, and
+it runs one extraction at a time across all visitors (one CPU/GPU) with a per-visitor limit.
 """
 
 from __future__ import annotations
