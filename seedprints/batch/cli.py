@@ -64,7 +64,7 @@ def _engine(args: argparse.Namespace) -> LocalEngine | RayEngine:
     if args.engine == "local":
         if args.address:
             raise SeedPrintsError("--address applies to --engine ray only")
-        return LocalEngine(args.workers or 1)
+        return LocalEngine(1 if args.workers is None else args.workers)
     gpu = parse_size(args.gpu_memory) if args.gpu_memory else DEFAULT_GPU_MEMORY
     return RayEngine(args.address, args.workers, gpu_memory=gpu)
 

@@ -7,6 +7,7 @@ worker died once, and record it as failed when its worker dies a second time.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import os
 from collections.abc import Iterator
@@ -61,9 +62,12 @@ def _die_with_parent() -> None:
 
 def _local_worker(conn: Any, settings: WorkerSettings, shared: Shared, parent: int) -> None:
     """A worker process: run one row at a time until told to stop (None) or the driver goes away."""
+    import signal
+
     _die_with_parent()
     if os.getppid() != parent:  # the driver died before the death signal was armed
         return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver stops us
     while True:
         try:
             row = conn.recv()
@@ -74,10 +78,22 @@ def _local_worker(conn: Any, settings: WorkerSettings, shared: Shared, parent: i
         conn.send(run_row(settings, shared, row))
 
 
+def local_devices(device: str) -> list[str]:
+    """Devices local workers take in turn: every GPU for 'auto' or 'cuda' on a machine with several, else the one."""
+    if device not in ("auto", "cuda"):
+        return [device]
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [f"cuda:{i}" for i in range(n)] if n > 1 else [device]
+
+
 class _Slot:
     """One worker process, its pipe and the row it is running."""
 
-    def __init__(self, ctx: Any, settings: WorkerSettings, shared: Shared) -> None:
+    def __init__(self, ctx: Any, settings: WorkerSettings, shared: Shared, device: str) -> None:
+        self.device = device
+        settings = dataclasses.replace(settings, device=device)
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_local_worker, args=(child, settings, shared, os.getpid()), daemon=True,
                                 name="seedprints-worker")
@@ -119,6 +135,7 @@ class LocalEngine:
         from multiprocessing.connection import wait
 
         ctx = mp.get_context("spawn")  # never fork a process that may hold torch threads or CUDA
+        devices = local_devices(settings.device)
         queue: collections.deque[tuple[ManifestRow, int]] = collections.deque((r, 1) for r in rows)
         slots: list[_Slot] = []
         try:
@@ -127,7 +144,8 @@ class LocalEngine:
                 while queue and (len(slots) < self.workers or any(s.task is None for s in slots)):
                     slot = next((s for s in slots if s.task is None), None)
                     if slot is None:
-                        slot = _Slot(ctx, settings, shared)
+                        used = collections.Counter(s.device for s in slots)
+                        slot = _Slot(ctx, settings, shared, min(devices, key=lambda d: used[d]))
                         slots.append(slot)
                     slot.task = queue.popleft()
                     slot.conn.send(slot.task[0])

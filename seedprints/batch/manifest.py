@@ -96,7 +96,7 @@ def _row(raw: dict[str, Any], line: int, base: Path, label: str) -> ManifestRow:
     revision = _text(raw.get("revision"), "revision", where) or None
     config = _text(raw.get("config"), "config", where) or None
     local = _local(source, base)
-    if revision and local == source and not hub.is_hub_id(source):
+    if revision and (Path(local).exists() or not hub.is_hub_id(source)):
         raise ManifestError(f"{where}: a revision applies only to a Hub id (org/name), and {source!r} is not one")
     name = _text(raw.get("name"), "name", where)
     if not name:  # as elsewhere: a folder's name, a file's stem, or the Hub id with its revision

@@ -9,6 +9,7 @@ torn last line and the failed rows, and runs the rest.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -168,15 +169,16 @@ def build_library(
     shown = _Progress(progress, engine, len(rows), 0)
     shown.show()
     writer = _Appender(Path(log)) if log is not None else None
-    for out in engine.run(settings, shared, rows):
-        row = by_line[out["line"]]
-        if out["status"] == DONE:
-            out = _add(lib, row, out, spec, settings)
-        record = _public(out)
-        records.append(record)
-        if writer is not None:
-            writer.append(record)
-        shown.row(record["status"], ran=True)
+    with contextlib.closing(iter(engine.run(settings, shared, rows))) as outcomes:  # closed: workers stop on errors
+        for out in outcomes:
+            row = by_line[out["line"]]
+            if out["status"] == DONE:
+                out = _add(lib, row, out, spec, settings)
+            record = _public(out)
+            records.append(record)
+            if writer is not None:
+                writer.append(record)
+            shown.row(record["status"], ran=True)
     records.sort(key=lambda r: r["line"])
     return BatchResult("library build", engine.describe(), spec.id, records, time.perf_counter() - t0)
 
@@ -252,7 +254,9 @@ def audit_batch(
     """Scan every manifest row against the library; one record per row in ``output`` (JSON Lines), resumable.
 
     Each record is the JSON of ``seedprints scan --json`` plus a ``batch`` object (row, source,
-    status, error, weights hash, worker, seconds); a failed row has ``verdict`` null.
+    status, error, weights hash, worker, seconds, and ``library``, which names the references the
+    verdict was made against); a failed row has ``verdict`` null.  A rerun keeps the verdicts made
+    against the same references and probe and runs every other row.
     """
     t0 = time.perf_counter()
     rows = _rows(manifest)
@@ -265,22 +269,25 @@ def audit_batch(
     ident = hashlib.sha256("|".join(sorted(r.content_sha256 for r, _ in payload)).encode()).hexdigest()[:16]
     shared = Shared(references=payload, references_id=ident)
     out_path = Path(output)
-    # keep finished verdicts of this probe; rewrite without failed rows and torn lines, which run again
-    kept = [r for r in read_results(out_path) if r["batch"].get("status") == DONE]
+    # keep the verdicts made against this very library and probe; failed rows, torn lines and verdicts against
+    # another state of the library are dropped (rewritten atomically) and run again
+    kept = [r for r in read_results(out_path) if r["batch"].get("status") == DONE
+            and r["batch"].get("library") == ident and r.get("probe_id") == spec.id]
     atomic_write_bytes(out_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept).encode())
-    finished = {(r["batch"].get("name"), r["batch"].get("source"), r.get("probe_id")) for r in kept}
-    todo = [r for r in rows if (r.name, r.source, spec.id) not in finished]
+    finished = {(r["batch"].get("name"), r["batch"].get("source")) for r in kept}
+    todo = [r for r in rows if (r.name, r.source) not in finished]
     records = [{"line": r.line, "name": r.name, "source": r.source, "status": SKIPPED,
                 "error": f"already in {out_path.name}"} for r in rows if r not in todo]
     writer = _Appender(out_path)
     shown = _Progress(progress, engine, len(rows), len(records))
     shown.show()
-    for out in engine.run(settings, shared, todo):
-        batch = {k: out.get(k) for k in ("line", "name", "source", "status", "error", "weights_hash", "worker",
-                                         "seconds")}
-        scan_json = out.get("scan") or {"suspect": out["name"], "probe_id": spec.id, "verdict": None}
-        writer.append({**scan_json, "batch": batch})
-        records.append(batch)
-        shown.row(batch["status"], ran=True)
+    with contextlib.closing(iter(engine.run(settings, shared, todo))) as outcomes:
+        for out in outcomes:
+            batch = {**{k: out.get(k) for k in ("line", "name", "source", "status", "error", "weights_hash", "worker",
+                                                "seconds")}, "library": ident}
+            scan_json = out.get("scan") or {"suspect": out["name"], "probe_id": spec.id, "verdict": None}
+            writer.append({**scan_json, "batch": batch})
+            records.append(batch)
+            shown.row(batch["status"], ran=True)
     records.sort(key=lambda r: r["line"])
     return BatchResult("audit-batch", engine.describe(), spec.id, records, time.perf_counter() - t0)
