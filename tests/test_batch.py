@@ -60,7 +60,7 @@ def fixed_env():
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A real local Ray cluster of 2 CPUs with a small object store, for the whole module."""
-    ray.init(num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False, log_to_driver=False,
              logging_level="warning")
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
@@ -259,10 +259,14 @@ def _count(lib: Path) -> int:
         return 0
 
 
-def test_driver_sigkill_mid_build_then_rerun_gives_the_same_library(work, built):
-    lib = work / "lib-sigkill"
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_driver_sigkill_mid_build_then_rerun_gives_the_same_library(work, built, ray_cluster, engine):
+    """The driver is a `seedprints library build` process; with Ray it joins the module's cluster by its address."""
+    lib = work / f"lib-sigkill-{engine}"
     args = ("library", "build", str(work / "refs.csv"), "--library", str(lib), *PROBE, "--device", "cpu",
-            "--no-cache", "--threads", "1", "-q")
+            "--no-cache", "--threads", "1", "-q", "--engine", engine)
+    if engine == "ray":
+        args += ("--address", ray_cluster)
     proc = _cli(*args, work=work)
     deadline = time.monotonic() + 240
     while _count(lib) < 2 and proc.poll() is None and time.monotonic() < deadline:

@@ -262,8 +262,8 @@ class RayEngine:
         kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning", **self.init_kwargs}
         if self.address is None and self.workers is not None:
             kwargs.setdefault("num_cpus", self.workers)
-        try:
-            ray.init(address=self.address, **kwargs)
+        try:  # no address: a new Ray instance on this machine, even where one is already running
+            ray.init(address=self.address or "local", **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise EngineError(f"cannot connect to the Ray cluster at {self.address!r}: {first_line(exc)}") from None
         return True
