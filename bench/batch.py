@@ -93,8 +93,8 @@ def main() -> None:
         work = Path(tmp)
         manifest, size = write_models(work, args.models, args.hidden, args.layers)
         t0 = time.perf_counter()
-        ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False, log_to_driver=False,
-                 logging_level="warning")
+        ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False,
+                 log_to_driver=False, logging_level="warning")
         ray_start = time.perf_counter() - t0
         runs = []
         try:

@@ -60,8 +60,8 @@ def fixed_env():
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A real local Ray cluster of 2 CPUs with a small object store, for the whole module."""
-    ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False, log_to_driver=False,
-             logging_level="warning")
+    ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False,
+             log_to_driver=False, logging_level="warning")
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -142,6 +142,8 @@ def test_rerun_skips_what_the_library_holds(work, built):
     before = _hashes(work / "lib-local")
     again = build_library(work / "refs.csv", work / "lib-local", LocalEngine(1), spec=SPEC, **OPTIONS)
     assert (again.done, again.skipped, again.failed) == (0, 9, 3)
+    assert {r["reason"] for r in again.records if r["status"] == "skipped"} == {
+        f"already in the library as '{name}' (same weights and probe)" for name in before}
     assert _hashes(work / "lib-local") == before
 
 

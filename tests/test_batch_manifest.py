@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from seedprints.batch import LocalEngine, ManifestError, build_library, read_manifest
+from seedprints.batch import LocalEngine, ManifestError, WorkerSettings, build_library, read_manifest
+from seedprints.batch.engines import ray_resources
 from seedprints.cli import main
 from seedprints.library import Library
 
@@ -169,3 +170,22 @@ def test_local_worker_killed_holding_a_row_is_replaced_and_the_row_retried(model
     assert len(killed) == 1
     assert (result.done, result.failed) == (1, 0), result.summary()
     assert result.records[0]["worker"].split(":")[1] != str(killed[0])
+
+
+def test_ray_requests_are_sized_from_the_checkpoint():
+    gb, gib = 10**9, 1 << 30
+    gpu = WorkerSettings("library", tiny_spec(), device="auto", threads=4)
+    cpu = WorkerSettings("library", tiny_spec(), device="cpu", threads=2, max_memory="8GB")
+    # a 15 GB checkpoint on 80 GB GPUs: a quarter of one GPU (shares in quarters), and a host-side staging budget
+    small = ray_resources(15 * gb, gpu, cluster_gpus=8, node_memory=512 * gb, gpu_memory=80 * gb)
+    assert small["num_cpus"] == 4 and small["num_gpus"] == 0.25 and small["memory"] < 15 * gb
+    assert ray_resources(40 * gb, gpu, 8, 512 * gb, 80 * gb)["num_gpus"] == 0.75
+    # larger than one GPU (streamed layer by layer) or of unknown size: a whole GPU
+    assert ray_resources(140 * gb, gpu, 8, 512 * gb, 80 * gb)["num_gpus"] == 1.0
+    assert ray_resources(None, gpu, 8, 512 * gb, 80 * gb) == {"num_cpus": 4, "num_gpus": 1.0}
+    # a CPU cluster: no GPU asked for; memory = checkpoint x 1.2 + 1 GiB, capped by the budget and the nodes
+    assert "num_gpus" not in ray_resources(1 * gb, gpu, 0, 64 * gb)
+    assert ray_resources(1 * gb, cpu, 0, 64 * gb)["memory"] == int(1.2 * gb + gib)
+    assert ray_resources(70 * gb, cpu, 0, 64 * gb)["memory"] == 8 * gb + gib
+    assert ray_resources(70 * gb, WorkerSettings("library", tiny_spec(), device="cpu"), 0, 64 * gb)["memory"] \
+        == int(0.8 * 64 * gb)

@@ -30,10 +30,10 @@ class EngineError(SeedPrintsError):
 
 def died(row: ManifestRow, why: str) -> dict[str, Any]:
     """The outcome of a row whose worker died on every attempt."""
-    return {"line": row.line, "name": row.name, "source": row.source, "status": FAILED, "weights_hash": None,
-            "fingerprint": None, "scan": None, "worker": None, "seconds": None,
+    return {"line": row.line, "name": row.name, "source": row.source, "status": FAILED, "reason": None,
+            "weights_hash": None, "fingerprint": None, "scan": None, "worker": None, "seconds": None,
             "error": f"its worker died {MAX_ATTEMPTS} times ({why}): the model may need more memory than a worker "
-                     "has; lower --workers or raise --max-memory"}
+                     "has; lower --workers or --max-memory (a model over the budget runs layer by layer)"}
 
 
 def _signal_text(exitcode: int | None) -> str:
@@ -148,7 +148,13 @@ class LocalEngine:
                         slot = _Slot(ctx, settings, shared, min(devices, key=lambda d: used[d]))
                         slots.append(slot)
                     slot.task = queue.popleft()
-                    slot.conn.send(slot.task[0])
+                    try:
+                        slot.conn.send(slot.task[0])
+                    except OSError:  # the idle worker died: the row goes back, untried, to another one
+                        queue.appendleft(slot.task)
+                        slot.task = None
+                        slot.stop()
+                        slots.remove(slot)
                 busy = [s for s in slots if s.task is not None]
                 self.running = len(busy)
                 wait([s.conn for s in busy] + [s.proc.sentinel for s in busy], timeout=5.0)

@@ -104,13 +104,13 @@ class _Progress:
 
     def __init__(self, progress: ProgressCallback | None, engine: Engine, total: int, finished: int) -> None:
         self.progress, self.engine, self.total = progress, engine, total
-        self.finished, self.failed, self.ran = finished, 0, 0
+        self.finished, self.failed, self.ran = finished, 0, 0  # ran: rows finished by the engine in this run
         self.t0 = time.perf_counter()
 
-    def row(self, status: str, ran: bool) -> None:
+    def row(self, status: str) -> None:
         self.finished += 1
         self.failed += status == FAILED
-        self.ran += ran
+        self.ran += 1
         self.show()
 
     def show(self) -> None:
@@ -178,7 +178,7 @@ def build_library(
             records.append(record)
             if writer is not None:
                 writer.append(record)
-            shown.row(record["status"], ran=True)
+            shown.row(record["status"])
     records.sort(key=lambda r: r["line"])
     return BatchResult("library build", engine.describe(), spec.id, records, time.perf_counter() - t0)
 
@@ -191,7 +191,7 @@ def _add(lib: Library, row: ManifestRow, out: dict[str, Any], spec: ProbeSpec,
         fp = fingerprint_from_bytes(out["fingerprint"], row.name)
         same = [r for r in lib.list(spec.id) if r.weights_hash == fp.model.weights_hash]
         if same:
-            out.update(status=SKIPPED, error=f"already in the library as {same[0].name!r} (same weights and probe)")
+            out.update(status=SKIPPED, reason=f"already in the library as {same[0].name!r} (same weights and probe)")
             return out
         ref = lib.add(fp, name=row.name, family=row.family, seed=row.seed, notes=row.notes, keep=settings.keep)
         out["content_sha256"] = ref.content_sha256
@@ -276,18 +276,18 @@ def audit_batch(
     atomic_write_bytes(out_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept).encode())
     finished = {(r["batch"].get("name"), r["batch"].get("source")) for r in kept}
     todo = [r for r in rows if (r.name, r.source) not in finished]
-    records = [{"line": r.line, "name": r.name, "source": r.source, "status": SKIPPED,
-                "error": f"already in {out_path.name}"} for r in rows if r not in todo]
+    records = [{"line": r.line, "name": r.name, "source": r.source, "status": SKIPPED, "error": None,
+                "reason": f"its verdict is already in {out_path.name}"} for r in rows if r not in todo]
     writer = _Appender(out_path)
     shown = _Progress(progress, engine, len(rows), len(records))
     shown.show()
     with contextlib.closing(iter(engine.run(settings, shared, todo))) as outcomes:
         for out in outcomes:
-            batch = {**{k: out.get(k) for k in ("line", "name", "source", "status", "error", "weights_hash", "worker",
-                                                "seconds")}, "library": ident}
+            batch = {**{k: out.get(k) for k in ("line", "name", "source", "status", "error", "reason", "weights_hash",
+                                                "worker", "seconds")}, "library": ident}
             scan_json = out.get("scan") or {"suspect": out["name"], "probe_id": spec.id, "verdict": None}
             writer.append({**scan_json, "batch": batch})
             records.append(batch)
-            shown.row(batch["status"], ran=True)
+            shown.row(batch["status"])
     records.sort(key=lambda r: r["line"])
     return BatchResult("audit-batch", engine.describe(), spec.id, records, time.perf_counter() - t0)

@@ -91,7 +91,7 @@ def run_row(settings: WorkerSettings, shared: Shared, row: ManifestRow) -> dict[
     """Fingerprint (and for audits, scan) one row; returns its outcome as plain data, never raises."""
     t0 = time.perf_counter()
     out: dict[str, Any] = {"line": row.line, "name": row.name, "source": row.source, "status": FAILED, "error": None,
-                           "weights_hash": None, "fingerprint": None, "scan": None,
+                           "reason": None, "weights_hash": None, "fingerprint": None, "scan": None,
                            "worker": f"{socket.gethostname()}:{os.getpid()}"}
     try:
         configure_torch(settings.threads)
@@ -104,7 +104,7 @@ def run_row(settings: WorkerSettings, shared: Shared, row: ManifestRow) -> dict[
             out["scan"] = _scan(settings, shared, fp)
         out["status"] = DONE
     except AlreadyDone as exc:
-        out.update(status=SKIPPED, error=str(exc))
+        out.update(status=SKIPPED, reason=str(exc))
     except SeedPrintsError as exc:
         out["error"] = first_line(exc, 300)
     except MemoryError:
