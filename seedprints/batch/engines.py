@@ -115,7 +115,11 @@ class _Slot:
 
 
 class LocalEngine:
-    """A pool of ``workers`` spawned processes on this machine, each holding one model at a time."""
+    """A pool of ``workers`` spawned processes on this machine, each holding one model at a time.
+
+    Spawned workers re-import the calling script: a script that runs a batch must guard its entry
+    point with ``if __name__ == "__main__":`` (otherwise every worker dies and its rows fail).
+    """
 
     name = "local"
 
