@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("zip")
     p.add_argument("--library", default=None)
     p.add_argument("--skip-existing", action="store_true", help="keep existing references of the same name")
+    from .batch.cli import add_commands  # library build, audit-batch
+
+    add_commands(sub, lsub)
     return ap
 
 
@@ -303,6 +306,10 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 def _cmd_library(args: argparse.Namespace) -> int:
     action = args.library_command
+    if action == "build":
+        from .batch.cli import cmd_library_build
+
+        return cmd_library_build(args)
     if action == "add":
         lib = _library(args)
         fp = _fingerprint(args, args.model, _spec_from_args(args, _library_spec(lib)), args.name)
@@ -358,6 +365,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit_batch(args: argparse.Namespace) -> int:
+    from .batch.cli import cmd_audit_batch
+
+    return cmd_audit_batch(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, 2 user error, 3 internal error)."""
     args = build_parser().parse_args(argv)
@@ -365,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         handler = {"fingerprint": _cmd_fingerprint, "compare": _cmd_compare, "scan": _cmd_scan,
-                   "library": _cmd_library, "demo": _cmd_demo}[args.command]
+                   "library": _cmd_library, "demo": _cmd_demo, "audit-batch": _cmd_audit_batch}[args.command]
         return handler(args)
     except SeedPrintsError as exc:
         if args.debug:

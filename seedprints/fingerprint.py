@@ -128,15 +128,18 @@ class Fingerprint:
         """SHA-256 over the canonical metadata and every tensor's name, dtype, shape and bytes."""
         return content_hash(self.metadata(), self.tensors())
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write atomically (temporary file, fsync, rename) as a .safetensors fingerprint file."""
+    def to_bytes(self) -> bytes:
+        """The .safetensors fingerprint file's bytes (what :func:`fingerprint_from_bytes` reads back)."""
         from safetensors.numpy import save
 
         meta = self.metadata()
         tensors = self.tensors()
         meta["content_sha256"] = content_hash(meta, tensors)
-        data = save(tensors, metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
-        return atomic_write_bytes(Path(path), data)
+        return save(tensors, metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically (temporary file, fsync, rename) as a .safetensors fingerprint file."""
+        return atomic_write_bytes(Path(path), self.to_bytes())
 
 
 def content_hash(meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> str:
