@@ -295,6 +295,28 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def cluster_fpr(records: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """False-positive rate over negative pairs with a cluster bootstrap 95% interval.
+
+    Pairs that share the reference and the suspect's (architecture, seed) are one cluster: a
+    model's derivatives are near-copies, so their tests succeed or fail together and the exact
+    binomial interval, which assumes independent pairs, is too narrow.  Clusters are resampled
+    with replacement and the pooled rate recomputed (percentile interval).
+    """
+    clusters: dict[tuple[str, str], list[int]] = {}
+    for r in records:
+        if not r["positive"]:
+            clusters.setdefault((r["reference"], r["suspect"].rsplit("/", 1)[0]), []).append(int(r["significant"]))
+    x = np.array([sum(v) for v in clusters.values()], dtype=np.float64)
+    n = np.array([len(v) for v in clusters.values()], dtype=np.float64)
+    if len(n) == 0:
+        return {"x": 0, "n": 0, "clusters": 0, "clusters_with_fp": 0, "rate": float("nan"), "ci95": [float("nan")] * 2}
+    idx = np.random.default_rng(seed).integers(0, len(n), size=(n_boot, len(n)))
+    boot = x[idx].sum(axis=1) / n[idx].sum(axis=1)
+    return {"x": int(x.sum()), "n": int(n.sum()), "clusters": len(n), "clusters_with_fp": int((x > 0).sum()),
+            "rate": float(x.sum() / n.sum()), "ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]}
+
+
 def seed_identification(zoo: Zoo, fps: dict[str, Fingerprint], test: str, k: float = 0.10) -> dict[str, Any]:
     """Closed set: scan each derivative against all pretrain fingerprints of its architecture (MATCH with
     the right seed counts).  Open set: the same without its own seed's pretrain (NO MATCH counts)."""
@@ -427,6 +449,13 @@ def markdown(report: dict[str, Any]) -> str:
         for cls, c in r["negative_classes"].items():
             lines.append(f"| {r['test']} | {r['probe']} | {r['budget']} | {cls} | {c['x']}/{c['n']} | {_ci(c)} | "
                          f"{_f(c['z_mean'], '.2f')} | {_f(c['z_max'], '.2f')} | {c['inconclusive']} |")
+    lines += ["", "## False positives by cluster (pairs sharing the reference and the suspect's seed)", "",
+              "| test | probe | budget | false positives | clusters with one | exact 95% CI (independent pairs) | "
+              "cluster bootstrap 95% CI |", "|---|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        c, e = cluster_fpr(r["pairs"]), r["fpr_at_alpha"]
+        lines.append(f"| {r['test']} | {r['probe']} | {r['budget']} | {c['x']}/{c['n']} | {c['clusters_with_fp']}/"
+                     f"{c['clusters']} | {_ci(e)} | [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}] |")
     lines += ["", "## Extraction", "", "| probe | budget | models | tokens/model | tokens total | extraction s total | "
               "s/model | served from cache |", "|---|---|---|---|---|---|---|---|"]
     for key, e in report["extraction"].items():
@@ -464,7 +493,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch CPU threads (0 = torch default); use 1 when other jobs share the cores, since "
                          "oversubscribed threads slow small models down by an order of magnitude")
     ap.add_argument("--zoo-root", type=Path, default=None, help="zoo folder (default: $SEEDPRINTS_HOME/zoo/...)")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from an existing --out .json")
     args = ap.parse_args(argv)
+    if args.markdown_only:
+        write_markdown(args.out, markdown(json.loads(args.out.read_text())))
+        return 0
     names = [b.strip() for b in args.budgets.split(",") if b.strip()]
     unknown = [b for b in names if b not in BUDGETS]
     if unknown or not names:

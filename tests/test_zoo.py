@@ -133,6 +133,24 @@ def test_map_of_the_mini_zoo_keeps_seed_families_apart(fps):
 
 
 # ---------------------------------------------------------------------------- the accuracy benchmark
+def test_cluster_fpr_counts_clusters_and_bootstraps_them():
+    def neg(ref, sus, sig):
+        return {"positive": False, "reference": ref, "suspect": sus, "significant": sig}
+
+    recs = [neg("a/seed0/init", f"a/seed1/{s}", True) for s in ("ft", "int8", "int4")]  # one cluster, all positive
+    recs += [neg("a/seed0/init", f"a/seed2/{s}", False) for s in ("ft", "int8", "int4")]
+    recs += [neg("a/seed1/init", "a/seed2/ft", False), {"positive": True, "reference": "x", "suspect": "y/z",
+                                                          "significant": True}]
+    c = accuracy.cluster_fpr(recs, n_boot=4000)
+    assert (c["x"], c["n"], c["clusters"], c["clusters_with_fp"]) == (3, 7, 3, 1)
+    assert c["rate"] == pytest.approx(3 / 7)
+    # by hand: a resample holds the positive cluster j times out of 3 (weights (3, 3, 1) pairs): rate 0 with
+    # probability (2/3)^3, so the lower 2.5% point is 0, and the upper one is 1 (all three draws it: 1/27 > 2.5%)
+    assert c["ci95"] == [0.0, 1.0]
+    uniform = accuracy.cluster_fpr([neg("r", f"s{i}/m", i % 2 == 0) for i in range(200)])
+    assert uniform["clusters"] == 200 and 0.4 < uniform["ci95"][0] < 0.5 < uniform["ci95"][1] < 0.6
+
+
 def test_metric_helpers():
     rng = np.random.default_rng(0)
     pos, neg = rng.normal(1, 1, 40), np.concatenate([rng.normal(0, 1, 57), [0.5, 0.5]])
