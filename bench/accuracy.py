@@ -498,10 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown_only:
         write_markdown(args.out, markdown(json.loads(args.out.read_text())))
         return 0
-    names = [b.strip() for b in args.budgets.split(",") if b.strip()]
-    unknown = [b for b in names if b not in BUDGETS]
-    if unknown or not names:
-        ap.error(f"unknown budget(s) {unknown}: choose from {', '.join(BUDGETS)}")
+    budgets = parse_budgets(ap, args.budgets)
     config: ZooConfig = FULL if args.zoo == "full" else MINI
     if args.threads > 0:
         import torch
@@ -515,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     zoo = build_zoo(config, root=args.zoo_root, progress=lambda stage, done, total: say(f"zoo: {stage} ({done}/{total})"))
     build_s = time.perf_counter() - t0
-    report = evaluate(zoo, {b: BUDGETS[b] for b in names}, device=args.device, say=say)
+    report = evaluate(zoo, budgets, device=args.device, say=say)
     report["machine"] = info
     report["zoo"]["build_or_reuse_seconds"] = build_s
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -528,6 +525,15 @@ def main(argv: list[str] | None = None) -> int:
         ACCURACY_JSON.write_text(json.dumps(summarise_accuracy(json.loads(args.out.read_text())), separators=(",", ":")))
     write_markdown(args.out, markdown(report))
     return 0
+
+
+def parse_budgets(ap: argparse.ArgumentParser, text: str) -> dict[str, tuple[int, int]]:
+    """The --budgets list ('fast,quick') as {name: (N, L)}; an unknown or empty list is an argparse error."""
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    unknown = [b for b in names if b not in BUDGETS]
+    if unknown or not names:
+        ap.error(f"unknown budget(s) {unknown}: choose from {', '.join(BUDGETS)}")
+    return {b: BUDGETS[b] for b in names}
 
 
 def write_markdown(out: Path, md: str) -> None:

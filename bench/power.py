@@ -42,7 +42,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
-from accuracy import BUDGETS, Pair, clopper_pearson, labelled_pairs, machine, write_markdown  # noqa: E402
+from accuracy import BUDGETS, Pair, clopper_pearson, labelled_pairs, machine, parse_budgets, write_markdown  # noqa: E402
 
 from seedprints.loading import load_model  # noqa: E402
 from seedprints.probes import ProbeSpec  # noqa: E402
@@ -288,16 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown_only:
         write_markdown(args.out, markdown(json.loads(args.out.read_text())))
         return 0
-    names = [b.strip() for b in args.budgets.split(",") if b.strip()]
-    if not names or any(b not in BUDGETS for b in names):
-        ap.error(f"budgets must be among {', '.join(BUDGETS)}")
+    budgets = parse_budgets(ap, args.budgets)
 
     def say(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
     zoo = build_zoo(FULL if args.zoo == "full" else MINI, root=args.zoo_root)
-    report = evaluate(zoo, {b: BUDGETS[b] for b in names}, args.select, zoo.root / "power", say)
+    report = evaluate(zoo, budgets, args.select, zoo.root / "power", say)
     report["wall_seconds"] = time.perf_counter() - t0
     report["machine"] = machine()
     args.out.parent.mkdir(parents=True, exist_ok=True)

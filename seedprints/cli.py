@@ -179,11 +179,11 @@ def _spec_from_args(args: argparse.Namespace, fallback: ProbeSpec | None = None)
     return preset(args.probe or "quick", **overrides)
 
 
-def _progress(args: argparse.Namespace, label: str):
-    """A tqdm bar on stderr for the engine's progress(stage, done, total), and its closer."""
+def _progress(args: argparse.Namespace, label: str, unit: str = "step"):
+    """A tqdm bar on stderr for the engine's progress(stage, done, total), and its closer (none with -q/--json)."""
     if args.quiet or args.json:
         return None, lambda: None
-    return tqdm_progress(label)
+    return tqdm_progress(label, unit=unit)
 
 
 def _is_hub_target(target: str) -> bool:

@@ -160,8 +160,9 @@ def kendall_taus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.shape != b.shape or a.ndim != 2:
         raise SeedPrintsError(f"kendall_taus needs two matrices of equal shape, got {a.shape} and {b.shape}")
     out = np.empty(a.shape[1], dtype=np.float64)
+    kendalltau = _sps().kendalltau
     for j in range(a.shape[1]):
-        out[j] = _sps().kendalltau(a[:, j], b[:, j]).statistic
+        out[j] = kendalltau(a[:, j], b[:, j]).statistic
     return out
 
 

@@ -214,15 +214,21 @@ def _slow_manifest(work: Path, name: str, seeds: tuple[int, ...]) -> Path:
     return path
 
 
-def test_ray_worker_killed_mid_row_is_retried(work, built):
-    killer = WorkerKiller(limit=1)
+def _build_while_killing(work: Path, name: str, seed: int, lib: str, kills: int):
+    """Build a one-row library on Ray while a WorkerKiller kills up to ``kills`` of its workers."""
+    killer = WorkerKiller(limit=kills)
     killer.start()
     try:
-        result = build_library(_slow_manifest(work, "slow-a", (0,)), work / "lib-killed", RayEngine(workers=1),
+        result = build_library(_slow_manifest(work, name, (seed,)), work / lib, RayEngine(workers=1),
                                spec=SLOW_SPEC, **OPTIONS)
     finally:
         killer.stop.set()
         killer.join()
+    return result, killer
+
+
+def test_ray_worker_killed_mid_row_is_retried(work, built):
+    result, killer = _build_while_killing(work, "slow-a", 0, "lib-killed", kills=1)
     assert len(killer.killed) == 1
     assert (result.done, result.failed) == (1, 0), result.summary()
     # the retried row gives the fingerprint an undisturbed local run gives
@@ -232,14 +238,7 @@ def test_ray_worker_killed_mid_row_is_retried(work, built):
 
 
 def test_ray_row_whose_worker_dies_twice_is_failed(work, built):
-    killer = WorkerKiller(limit=2)
-    killer.start()
-    try:
-        result = build_library(_slow_manifest(work, "slow-b", (1,)), work / "lib-dead", RayEngine(workers=1),
-                               spec=SLOW_SPEC, **OPTIONS)
-    finally:
-        killer.stop.set()
-        killer.join()
+    result, killer = _build_while_killing(work, "slow-b", 1, "lib-dead", kills=2)
     assert len(killer.killed) == 2
     assert (result.done, result.failed) == (0, 1), result.summary()
     assert "died 2 times" in result.records[0]["error"]

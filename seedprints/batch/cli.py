@@ -89,15 +89,6 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
             "cache_dir": None if args.no_cache else str(default_cache())}
 
 
-def _progress(args: argparse.Namespace, label: str) -> tuple[Any, Any]:
-    """A tqdm bar counting rows, for the driver's progress(stage, rows finished, rows)."""
-    from ..progress import tqdm_progress
-
-    if args.quiet or args.json:
-        return None, lambda: None
-    return tqdm_progress(label, unit="row")
-
-
 def _finish(args: argparse.Namespace, result: BatchResult) -> int:
     print(json.dumps(result.to_dict(), indent=1) if args.json else result.summary())
     return EXIT_ROWS_FAILED if result.failed else 0
@@ -105,13 +96,13 @@ def _finish(args: argparse.Namespace, result: BatchResult) -> int:
 
 def cmd_library_build(args: argparse.Namespace) -> int:
     """``seedprints library build``."""
-    from ..cli import _library, _spec_from_args
+    from ..cli import _library, _progress, _spec_from_args
 
     engine = _engine(args)
     options = _options(args)
     lib = _library(args)
     keep: Any = args.keep if args.keep == "all" else float(args.keep)
-    update, close = _progress(args, "library build")
+    update, close = _progress(args, "library build", unit="row")
     try:
         result = build_library(args.manifest, lib, engine, spec=_spec_from_args(args, lib.default_probe()),
                                progress=update, log=args.log, keep=keep, **options)
@@ -122,12 +113,12 @@ def cmd_library_build(args: argparse.Namespace) -> int:
 
 def cmd_audit_batch(args: argparse.Namespace) -> int:
     """``seedprints audit-batch``."""
-    from ..cli import _library, _test_kwargs
+    from ..cli import _library, _progress, _test_kwargs
 
     engine = _engine(args)
     options = _options(args)
     lib = _library(args, create=False)
-    update, close = _progress(args, "audit-batch")
+    update, close = _progress(args, "audit-batch", unit="row")
     try:
         result = audit_batch(args.manifest, lib, args.output, engine, progress=update, alpha=args.alpha,
                              test_kwargs=_test_kwargs(args), **options)
