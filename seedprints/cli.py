@@ -21,7 +21,7 @@ from .paths import default_cache, default_library
 from .memory import parse_size
 from .methods import DEFAULT_ALPHA, DEFAULT_TEST, TESTS
 from .stats import DEFAULT_K
-from .probes import PRESETS, ProbeSpec, preset
+from .probes import DEFAULT_PRESET, PRESETS, ProbeSpec, preset
 from .progress import tqdm_progress
 from .stats import SeedPrintsResult
 from .verdict import EXIT_CODES, ScanReport, format_p, scan
@@ -31,11 +31,13 @@ from .verdict import EXIT_CODES, ScanReport, format_p, scan
 def _probe_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("probe (models are fingerprinted with it; all fingerprints compared must share it)")
     g.add_argument("--probe", choices=list(PRESETS), default=None,
-                   help="probe budget preset (default: the library's probe for scan/add, else quick)")
+                   help=f"probe budget preset (default: the library's probe for scan/add, else {DEFAULT_PRESET})")
     g.add_argument("--n-samples", type=int, help="override N, the number of probe sequences")
     g.add_argument("--seq-len", type=int, help="override L, the tokens per sequence")
     g.add_argument("--vocab-range", type=int, help="override V, token ids are drawn from [0, V)")
     g.add_argument("--probe-seed", type=int, help="override the probe seed")
+    g.add_argument("--positions", choices=["last", "all"],
+                   help="override which hidden states are kept: the last position of each sequence, or all of them")
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -64,8 +66,9 @@ def _test_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--test", choices=list(TESTS), default=DEFAULT_TEST,
                    help="; ".join(f"{m.name}{' (default)' if m.name == DEFAULT_TEST else ''}: {m.help}"
                                   for m in TESTS.values()))
-    g.add_argument("--k", type=float, default=DEFAULT_K,
-                   help=f"identity dimensions: ratio of D (<1) or a count (default {DEFAULT_K:g})")
+    g.add_argument("--k", type=float, default=None,
+                   help=f"identity dimensions: ratio of D (<1) or a count (default {DEFAULT_K:g}; the calibrated "
+                        "test uses all D with every-position probes such as fast)")
     g.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})")
     g.add_argument("--permutations", type=int, default=TESTS["calibrated"].defaults["n_permutations"],
                    help="calibrated test: random re-pairings (default %(default)s)")
@@ -173,10 +176,11 @@ def is_fingerprint_file(path: str) -> bool:
 
 def _spec_from_args(args: argparse.Namespace, fallback: ProbeSpec | None = None) -> ProbeSpec:
     overrides = {k: v for k, v in (("n_samples", args.n_samples), ("seq_len", args.seq_len),
-                                   ("vocab_range", args.vocab_range), ("seed", args.probe_seed)) if v is not None}
+                                   ("vocab_range", args.vocab_range), ("seed", args.probe_seed),
+                                   ("positions", args.positions)) if v is not None}
     if args.probe is None and fallback is not None:
         return fallback.replace(**overrides) if overrides else fallback
-    return preset(args.probe or "quick", **overrides)
+    return preset(args.probe or DEFAULT_PRESET, **overrides)
 
 
 def _progress(args: argparse.Namespace, label: str, unit: str = "step"):
@@ -213,7 +217,7 @@ def _fingerprint(args: argparse.Namespace, target: str, spec: ProbeSpec, name: s
 
 
 def _test_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    k: float | int = int(args.k) if args.k >= 1 else args.k
+    k: float | int | None = None if args.k is None else int(args.k) if args.k >= 1 else args.k
     if args.test == "calibrated":
         return {"test": "calibrated", "k": k, "n_permutations": args.permutations}
     return {"test": "paper", "k": k, "mode": args.mode, "null": args.null, "null_test": args.null_test, "agg": args.agg}
@@ -238,7 +242,8 @@ def _result_text(r: SeedPrintsResult, alpha: float) -> str:
         return f"INCONCLUSIVE: {r.reason}"
     verdict = "same lineage" if r.significant(alpha) else "no evidence of shared lineage"
     measure = "mean Spearman rho" if r.method.startswith("calibrated") else "mean Kendall tau"
-    return (f"{verdict} at alpha={alpha:g}: {measure} = {r.statistic:.4f} over k = {r.k} columns (n = {r.n}), "
+    rows = f"n = {r.n} rows, every probe position" if r.details.get("rows") == "every position" else f"n = {r.n}"
+    return (f"{verdict} at alpha={alpha:g}: {measure} = {r.statistic:.4f} over k = {r.k} columns ({rows}), "
             f"z = {r.z:.2f}, p = {format_p(r.log10_pvalue)} (log10 p = {r.log10_pvalue:.2f}), {r.method}, {r.mode} mode")
 
 

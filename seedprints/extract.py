@@ -1,4 +1,5 @@
-"""Probe extraction: run the transformer body on the probe and keep the last hidden state at the last position.
+"""Probe extraction: run the transformer body on the probe and keep the last hidden state at the last position
+(or at every position, for probes with ``positions="all"``).
 
 Two paths give the same features: in memory (the whole model loaded) and layer-streamed
 (:mod:`seedprints.streaming`, memory independent of depth); :func:`extract_checkpoint`
@@ -66,22 +67,24 @@ def _body(model: torch.nn.Module) -> torch.nn.Module:
     return body
 
 
-def _last_positions(body: torch.nn.Module, spec: ProbeSpec, batch: np.ndarray, lo: int, device: torch.device,
-                    dtype: torch.dtype, name: str) -> np.ndarray:
-    """Run the body on one batch and return the last hidden state at the last position, [B, D] float32."""
+def _readout(body: torch.nn.Module, spec: ProbeSpec, batch: np.ndarray, lo: int, device: torch.device,
+             dtype: torch.dtype, name: str) -> np.ndarray:
+    """Run the body on one batch; the last hidden state at the last position [B, D], or at every position
+    [B x L, D] (sample-major) when the probe keeps every position; float32."""
     x = torch.from_numpy(batch).to(device, non_blocking=True)
     if spec.kind == "token":
         hidden = body(input_ids=x, use_cache=False).last_hidden_state
     else:
         hidden = body(inputs_embeds=x.to(dtype), use_cache=False).last_hidden_state
-    last = hidden[:, -1, :].float().cpu().numpy()
-    del hidden, x
-    if not np.all(np.isfinite(last)):
+    kept = hidden.reshape(-1, hidden.shape[-1]) if spec.positions == "all" else hidden[:, -1, :]
+    rows = kept.float().cpu().numpy()
+    del hidden, x, kept
+    if not np.all(np.isfinite(rows)):
         raise ExtractionError(
-            f"{name} produced NaN/infinite activations on probe samples {lo}..{lo + len(last) - 1}: "
+            f"{name} produced NaN/infinite activations on probe samples {lo}..{lo + len(batch) - 1}: "
             "its weights are broken or overflow in this dtype; check the checkpoint or use --dtype float32"
         )
-    return last
+    return rows
 
 
 def extract_features(
@@ -92,7 +95,8 @@ def extract_features(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> np.ndarray:
-    """Features [N, D] float32: last-layer hidden state at the last position for every probe sample.
+    """Features [rows, D] float32: last-layer hidden state at the last position of every probe sample
+    (rows = N), or at every position (rows = N x L, sample-major) when ``spec.positions == "all"``.
 
     Runs only the transformer body under ``torch.inference_mode``; one batch of activations is
     alive at a time; ``progress(stage, done, total)`` is called after each batch (in samples)
@@ -113,12 +117,13 @@ def extract_features(
         for lo, batch in spec.batches(bs):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"extraction of {loaded.name} cancelled after {lo} of {total} samples")
-            last = _last_positions(body, spec, batch, lo, device, dtype, loaded.name)
+            rows = _readout(body, spec, batch, lo, device, dtype, loaded.name)
             if out is None:
-                out = np.empty((total, last.shape[1]), dtype=np.float32)
-            out[lo:lo + len(last)] = last
+                out = np.empty((spec.n_rows, rows.shape[1]), dtype=np.float32)
+            r = spec.rows_per_sample
+            out[lo * r:lo * r + len(rows)] = rows
             if progress:
-                progress(stage, lo + len(last), total)
+                progress(stage, lo + len(batch), total)
     assert out is not None
     return out
 
@@ -147,7 +152,7 @@ def extract_checkpoint(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[np.ndarray, ModelFacts]:
-    """Features [N, D] and facts of a checkpoint, in memory when it fits ``max_memory``, else layer-streamed.
+    """Features [rows, D] (see :func:`extract_features`) and facts of a checkpoint, in memory when it fits ``max_memory``, else layer-streamed.
 
     ``stream=None`` decides from the budget (default: 60% of available RAM, or of free GPU
     memory); True or False forces a path.  A checkpoint that cannot be streamed (pickled
@@ -210,11 +215,12 @@ def extract_checkpoint(
         loaded = LoadedModel(streamed.load_all(), facts)
         return extract_features(loaded, spec, batch_size=batch_size, progress=progress, cancel=cancel), facts
     plan = plan_chunks(streamed, cfg, spec, budget)
-    out = np.empty((spec.n_samples, 0), dtype=np.float32)
+    out = np.empty((spec.n_rows, 0), dtype=np.float32)
+    r = spec.rows_per_sample
     with torch.inference_mode():
         for lo, batch, body in streamed_batches(streamed, spec, plan, progress=progress, cancel=cancel):
-            last = _last_positions(body, spec, batch, lo, dev, target, label)
+            rows = _readout(body, spec, batch, lo, dev, target, label)
             if out.shape[1] == 0:
-                out = np.empty((spec.n_samples, last.shape[1]), dtype=np.float32)
-            out[lo:lo + len(last)] = last
+                out = np.empty((spec.n_rows, rows.shape[1]), dtype=np.float32)
+            out[lo * r:lo * r + len(rows)] = rows
     return out, dataclasses.replace(facts, extraction=plan.describe())

@@ -3,6 +3,11 @@
 A file stores the probe spec, model facts, the mean of every feature column (which fixes
 the identity dimensions for any k) and the values of the lowest-mean columns only: the
 test never reads any other column in coset mode, so ``keep`` x D columns suffice for k <= keep.
+
+Every-position fingerprints (probe ``positions="all"``) hold N x L rows, sample-major, and every
+column (their calibrated test reads all D); their files are format version 2, which older
+versions of SeedPrints refuse with a one-line error instead of misreading.  Last-position
+fingerprints are still written as version 1.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from .probes import ProbeSpec
 
 FORMAT = "seedprints-fingerprint"
 FORMAT_VERSION = 1
+#: format version of files holding every-position fingerprints (N x L rows)
+FORMAT_VERSION_ALL_POSITIONS = 2
+READABLE_VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_ALL_POSITIONS)
 DEFAULT_KEEP = 0.2
 _META_KEY = "seedprints"
 MAX_FILE_BYTES = 2 << 30
@@ -35,9 +43,9 @@ class Fingerprint:
     """Probe spec + features (some or all columns) + model facts."""
 
     spec: ProbeSpec
-    features: np.ndarray  # [N, c] float32
+    features: np.ndarray  # [rows, c] float32: rows = N, or N x L (sample-major) for every-position probes
     columns: np.ndarray  # [c] int64, ascending
-    column_means: np.ndarray  # [D] float64
+    column_means: np.ndarray  # [D] float64, over the last position of every sample
     model: ModelFacts
     tool_version: str = __version__
     created_at: str = ""
@@ -46,11 +54,12 @@ class Fingerprint:
 
     @classmethod
     def from_features(cls, spec: ProbeSpec, features: np.ndarray, model: ModelFacts) -> Fingerprint:
-        """Full fingerprint (all D columns) from an [N, D] feature matrix."""
+        """Full fingerprint (all D columns) from a [rows, D] feature matrix (rows = ``spec.n_rows``)."""
         feats = np.ascontiguousarray(features, dtype=np.float32)
-        if feats.ndim != 2 or feats.shape[0] != spec.n_samples:
-            raise FingerprintFileError(f"features of {model.name} have shape {feats.shape}, expected [{spec.n_samples}, D]")
-        return cls(spec, feats, np.arange(feats.shape[1], dtype=np.int64), feats.astype(np.float64).mean(axis=0),
+        if feats.ndim != 2 or feats.shape[0] != spec.n_rows:
+            raise FingerprintFileError(f"features of {model.name} have shape {feats.shape}, expected [{spec.n_rows}, D]")
+        last = feats[spec.rows_per_sample - 1::spec.rows_per_sample]
+        return cls(spec, feats, np.arange(feats.shape[1], dtype=np.int64), last.astype(np.float64).mean(axis=0),
                    model, __version__, _now())
 
     @property
@@ -60,8 +69,21 @@ class Fingerprint:
 
     @property
     def n(self) -> int:
-        """Number of probe samples N."""
+        """Number of feature rows: the probe's N, or N x L for an every-position fingerprint."""
         return int(self.features.shape[0])
+
+    @property
+    def every_position(self) -> bool:
+        """True when the fingerprint holds the hidden state at every probe position."""
+        return self.spec.positions == "all"
+
+    def last_positions(self) -> Fingerprint:
+        """The last-position fingerprint contained in this one (itself when it is one already)."""
+        if not self.every_position:
+            return self
+        step = self.spec.seq_len
+        return dataclasses.replace(self, spec=self.spec.replace(positions="last"),
+                                   features=np.ascontiguousarray(self.features[step - 1::step]), verified_hash=None)
 
     @property
     def d(self) -> int:
@@ -80,8 +102,11 @@ class Fingerprint:
         return self.features
 
     def compact(self, keep: float | int = DEFAULT_KEEP) -> Fingerprint:
-        """Keep only the columns with the lowest means: a ratio of D, an absolute count, or 'all'."""
-        if keep == "all" or keep == 1.0:
+        """Keep only the columns with the lowest means: a ratio of D, an absolute count, or 'all'.
+
+        Every-position fingerprints always keep every column: their calibrated test reads all D.
+        """
+        if keep == "all" or keep == 1.0 or self.every_position:
             return self
         from .stats import column_positions, identity_dims, resolve_k
 
@@ -104,7 +129,7 @@ class Fingerprint:
         """JSON metadata stored in the file header (without the content hash)."""
         return {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION_ALL_POSITIONS if self.every_position else FORMAT_VERSION,
             "probe": self.spec.to_dict(),
             "probe_id": self.spec.id,
             "model": self.model.to_dict(),
@@ -182,9 +207,10 @@ def fingerprint_from_bytes(data: bytes, label: str = "fingerprint") -> Fingerpri
         raise FingerprintFileError(f"{bad}: its header carries no SeedPrints metadata") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise FingerprintFileError(f"{bad}: unknown format {meta.get('format') if isinstance(meta, dict) else None!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise FingerprintFileError(f"{label} uses fingerprint format version {meta.get('format_version')!r}; "
-                                   f"this seedprints reads version {FORMAT_VERSION}: upgrade or re-create it")
+                                   f"this seedprints reads versions {', '.join(map(str, READABLE_VERSIONS))}: "
+                                   "upgrade or re-create it")
     try:
         tensors = load(data)
     except Exception as exc:
@@ -201,8 +227,10 @@ def fingerprint_from_bytes(data: bytes, label: str = "fingerprint") -> Fingerpri
         raise FingerprintFileError(f"{bad}: {exc}") from None
     feats, cols, means = tensors["features"], tensors["columns"], tensors["column_means"]
     if feats.ndim != 2 or cols.ndim != 1 or means.ndim != 1 or feats.shape[1] != len(cols) \
-            or feats.shape[0] != spec.n_samples or (len(cols) and (cols.min() < 0 or cols.max() >= len(means))) \
-            or np.any(np.diff(cols) <= 0) or spec.id != meta.get("probe_id"):
+            or feats.shape[0] != spec.n_rows or (len(cols) and (cols.min() < 0 or cols.max() >= len(means))) \
+            or np.any(np.diff(cols) <= 0) or spec.id != meta.get("probe_id") \
+            or (meta["format_version"] == FORMAT_VERSION_ALL_POSITIONS) != (spec.positions == "all") \
+            or (spec.positions == "all" and len(cols) != len(means)):
         raise FingerprintFileError(f"{bad}: its tensors are inconsistent with its metadata")
     return Fingerprint(spec, feats, cols, means, facts, str(meta.get("tool_version", "")), str(meta.get("created_at", "")),
                        verified_hash=str(meta["content_sha256"]))

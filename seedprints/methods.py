@@ -38,8 +38,8 @@ class TestMethod:
 TESTS: dict[str, TestMethod] = {
     "calibrated": TestMethod(
         "calibrated", "calibrated (default: holds its error rate)",
-        "re-pairing null: holds its level for unrelated trained models",
-        calibrated_test, {"k": DEFAULT_K, "n_permutations": DEFAULT_PERMUTATIONS}, calibrated=True),
+        "re-pairing null: holds its level for unrelated trained models (k = 0.1 of D; all D for every-position probes)",
+        calibrated_test, {"k": None, "n_permutations": DEFAULT_PERMUTATIONS}, calibrated=True),
     "paper": TestMethod(
         "paper", "paper (published test; can over-state evidence)",
         "the published test exactly (its analytical null can over-state evidence)",

@@ -112,6 +112,10 @@ def map_separation(coords: np.ndarray, significant: np.ndarray) -> np.ndarray:
     return out
 
 
+#: memory the evidence matrix may spend on keeping every model's ranked features (float64)
+RANK_CACHE_BYTES = 512 << 20
+
+
 def pairwise_evidence(items: Sequence[tuple[str, str, Fingerprint]], test: str = DEFAULT_TEST,
                       known: Mapping[tuple[int, int], SeedPrintsResult] | None = None) -> EvidenceMatrix:
     """Test every ordered pair of (name, lineage label, fingerprint) items with one test.
@@ -123,18 +127,32 @@ def pairwise_evidence(items: Sequence[tuple[str, str, Fingerprint]], test: str =
     z = np.full((n, n), np.nan)
     lp = np.full((n, n), np.nan)
     known = known or {}
+    # the calibrated test ranks every model's columns; rank each full fingerprint once when they all fit
+    ranked: dict[int, SuspectRanks] = {}
+    keep_ranks = test == "calibrated" and sum(fp.n * fp.d * 8 for _, _, fp in items) <= RANK_CACHE_BYTES
+
+    def prepared(i: int, fp: Fingerprint) -> Any:
+        if test != "calibrated" or not fp.is_full:
+            return fp
+        if i in ranked:
+            return ranked[i]
+        r = SuspectRanks(fp)
+        if keep_ranks:
+            ranked[i] = r
+        return r
+
     for j, (_, _, sus) in enumerate(items):
         if not sus.is_full:
             continue
-        prepared: Any = None
+        sus_prepared: Any = None
         for i, (_, _, ref) in enumerate(items):
             if i == j or skip_reason(sus, ref) is not None:
                 continue
             res = known.get((i, j))
             if res is None:
-                if prepared is None:
-                    prepared = SuspectRanks(sus) if test == "calibrated" else sus
-                res = run_test(ref, prepared, test)
+                if sus_prepared is None:
+                    sus_prepared = prepared(j, sus)
+                res = run_test(prepared(i, ref) if keep_ranks else ref, sus_prepared, test)
             if not res.inconclusive:
                 z[i, j], lp[i, j] = res.z, res.log10_pvalue
     return EvidenceMatrix([it[0] for it in items], [it[1] for it in items], z, lp, test)

@@ -104,6 +104,22 @@ def _view(x: Any, default_name: str) -> _View:
     return view
 
 
+def every_position(x: Any) -> bool:
+    """True for a fingerprint (or prepared suspect) that holds the hidden state at every probe position."""
+    return getattr(getattr(x, "spec", None), "positions", "last") == "all"
+
+
+def default_k(x: Any) -> float:
+    """The calibrated test's k for these features: every dimension (1.0) for every-position fingerprints,
+    whose statistic was chosen with all D (bench/power.py), else DEFAULT_K."""
+    return 1.0 if every_position(x) else DEFAULT_K
+
+
+def _last_rows(x: Any) -> Any:
+    """The last-position features of an every-position fingerprint (the published test's N rows); else x."""
+    return x.last_positions() if every_position(x) and hasattr(x, "last_positions") else x
+
+
 def _check_finite(a: np.ndarray, name: str) -> None:
     if not np.all(np.isfinite(a)):
         bad = int((~np.isfinite(a)).sum())
@@ -243,7 +259,7 @@ def seedprints_test(
     reference: np.ndarray | FeatureSource,
     suspect: np.ndarray | FeatureSource,
     *,
-    k: float | int = DEFAULT_K,
+    k: float | int | None = DEFAULT_K,
     mode: Mode = "coset",
     temperature: float = DEFAULT_TEMPERATURE,
     agg: bool = False,
@@ -258,9 +274,11 @@ def seedprints_test(
     dimensions as a ratio of D or a count.  null: "analytical" (paper default), or the
     empirical "simplified" / "full_pipeline" nulls compared with a one-sided t-test or
     Mann-Whitney U.  agg adds the aggregate-tau signal (analytical only, Bonferroni x2).
+    Every-position fingerprints are tested on their last-position rows (the published read-out).
     """
-    ref = _view(reference, "reference")
-    sus = _view(suspect, "suspect")
+    ref = _view(_last_rows(reference), "reference")
+    sus = _view(_last_rows(suspect), "suspect")
+    k = DEFAULT_K if k is None else k
     if ref.n != sus.n or ref.d != sus.d:
         raise IncompatibleFingerprintsError(
             f"{ref.name!r} is [{ref.n}, {ref.d}] and {sus.name!r} is [{sus.n}, {sus.d}]: "
@@ -460,7 +478,8 @@ def repairing_draws(d: int, k: int, n_permutations: int, seed: int) -> np.ndarra
 
 
 class SuspectRanks:
-    """A suspect's full feature matrix, ranked once and reused against every reference of a scan."""
+    """A model's full feature matrix, ranked once: as the suspect of a scan, or as a reference tested
+    against many suspects (an evidence matrix)."""
 
     def __init__(self, suspect: Any) -> None:
         view = _view(suspect, "suspect")
@@ -470,6 +489,7 @@ class SuspectRanks:
                 f"but its fingerprint stores {len(view.columns)}: re-fingerprint it with keep='all'"
             )
         full = view.take(view.columns)
+        self.spec = getattr(suspect, "spec", None)
         self.name = view.name
         self.column_means = view.column_means
         self.n, self.d = full.shape
@@ -480,25 +500,32 @@ class SuspectRanks:
 NULL_DIM_SAMPLE = 4000
 
 
+#: reference dimensions per block of the aligned-correlation matrix: bounds the test's memory to
+#: block x D values (32 MB at D = 8,192) whatever k is
+_BLOCK = 512
+
+
 def calibrated_test(
-    reference: np.ndarray | FeatureSource,
+    reference: np.ndarray | FeatureSource | SuspectRanks,
     suspect: np.ndarray | FeatureSource | SuspectRanks,
     *,
-    k: float | int = DEFAULT_K,
+    k: float | int | None = None,
     n_permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = 0,
 ) -> SeedPrintsResult:
     """SeedPrints test with a re-pairing null: calibrated for any pair of independently seeded models.
 
     Statistic: mean Spearman rho between the reference's k identity dimensions and the same
-    dimensions of the suspect.  Null: the same mean after mapping those dimensions to random
+    dimensions of the suspect, over every feature row (N samples, or N x L positions for
+    every-position fingerprints).  Null: the same mean after mapping those dimensions to random
     other dimensions of the suspect.  Independent inits make hidden dimensions exchangeable
     (the init is permutation-invariant and training is permutation-equivariant), so the
     aligned pairing is one draw from this null unless the two models share their init.
+    k=None: :func:`default_k` (0.10 of D; every dimension for every-position fingerprints).
     z = (T - mean_null) / sd_null.  p is the Monte-Carlo permutation p-value (1 + #null >= T) / (R + 1);
     when T exceeds every null draw, p = min(1 / (R + 1), sf(z)), extrapolating with the normal tail.
     """
-    ref = _view(reference, "reference")
+    ref: Any = reference if isinstance(reference, SuspectRanks) else _view(reference, "reference")
     sus = suspect if isinstance(suspect, SuspectRanks) else SuspectRanks(suspect)
     if ref.n != sus.n or ref.d != sus.d:
         raise IncompatibleFingerprintsError(
@@ -507,18 +534,30 @@ def calibrated_test(
         )
     if n_permutations < 100:
         raise SeedPrintsError(f"n_permutations must be at least 100, got {n_permutations}")
-    k_abs = resolve_k(k, ref.d)
+    k_abs = resolve_k(default_k(reference) if k is None else k, ref.d)
     cols = identity_dims(ref.column_means, k_abs)
     method = "calibrated-repairing"
-    if k_abs < 2 or k_abs >= ref.d:
-        return _inconclusive("the calibrated test needs 2 <= k < D identity dimensions",
+    rows = "every position" if every_position(reference) else "last position"
+    if k_abs < 2:
+        return _inconclusive("the calibrated test needs at least 2 identity dimensions",
                              n=ref.n, mode="base", method=method, k_requested=k_abs, columns=cols,
                              taus=np.full(len(cols), np.nan))
-    a = centered_ranks(ref.take(cols))
-    m = a.T @ sus.ranks  # [k, D] Spearman rho of every identity dim of the reference with every suspect dim
-    aligned = m[np.arange(k_abs), cols]
+    # ranks are per column, so a prepared reference's ranks restricted to cols are the ranks of cols
+    a = ref.ranks[:, cols] if isinstance(ref, SuspectRanks) else centered_ranks(ref.take(cols))
     draws = repairing_draws(ref.d, k_abs, n_permutations, seed)
-    null = m[np.arange(k_abs)[None, :], draws].mean(axis=1)
+    n_sample = max(1, NULL_DIM_SAMPLE // k_abs)  # re-paired per-dimension correlations kept for plots
+    aligned = np.empty(k_abs)
+    null_sum = np.zeros(n_permutations)
+    null_dims = np.empty((min(n_sample, n_permutations), k_abs))
+    for lo in range(0, k_abs, _BLOCK):
+        hi = min(k_abs, lo + _BLOCK)
+        idx = np.arange(hi - lo)
+        m = a[:, lo:hi].T @ sus.ranks  # Spearman rho of these identity dims of the reference with every suspect dim
+        aligned[lo:hi] = m[idx, cols[lo:hi]]
+        repaired = m[idx[None, :], draws[:, lo:hi]]  # [R, block]
+        null_sum += repaired.sum(axis=1)
+        null_dims[:, lo:hi] = repaired[: len(null_dims)]
+    null = null_sum / k_abs
     stat = float(aligned.mean())
     sd = float(null.std(ddof=1))
     mu = float(null.mean())
@@ -535,7 +574,7 @@ def calibrated_test(
         statistic=stat, pvalue=p_from_log10(log10_p), log10_pvalue=log10_p, z=float(z), k=k_abs, n=ref.n,
         mode="base", method=method, taus=aligned, columns=cols, k_requested=k_abs,
         details={"null_mean": mu, "null_sd": sd, "n_permutations": n_permutations, "monte_carlo_p": mc_p,
-                 "correlation": "spearman", "null_statistics": null,
+                 "correlation": "spearman", "rows": rows, "null_statistics": null,
                  # per-dimension correlations under re-pairing (first draws), for plotting the evidence
-                 "null_dim_sample": m[np.arange(k_abs)[None, :], draws[: max(1, NULL_DIM_SAMPLE // k_abs)]].ravel()},
+                 "null_dim_sample": null_dims.ravel()},
     )

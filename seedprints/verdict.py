@@ -12,7 +12,7 @@ import numpy as np
 from .errors import SeedPrintsError
 from .fingerprint import Fingerprint
 from .methods import DEFAULT_ALPHA, DEFAULT_TEST, TESTS, get_test  # noqa: F401 (re-exported)
-from .stats import SeedPrintsResult, SuspectRanks, holm_log10
+from .stats import DEFAULT_K, SeedPrintsResult, SuspectRanks, default_k, holm_log10
 
 Label = Literal["MATCH", "AMBIGUOUS", "NO MATCH", "INCONCLUSIVE"]
 #: Exit codes of ``scan --exit-code`` / ``compare --exit-code`` per verdict (2 stays the error code, as in git diff).
@@ -150,7 +150,10 @@ def scan(
     rows = [ScanRow(ref, res, float(holm[i]), bool((not res.inconclusive) and holm[i] < log_alpha))
             for i, (ref, res) in enumerate(tested)]
     rows.sort(key=lambda r: (r.result.inconclusive, r.result.log10_pvalue, -r.result.z))
-    params = {"test": test, "k": test_kwargs.get("k", 0.10), "correction": "holm"}
+    k = test_kwargs.get("k")
+    if k is None:  # the test's own default: record what it used
+        k = default_k(suspect) if test == "calibrated" else DEFAULT_K
+    params = {"test": test, "k": k, "correction": "holm"}
     if test == "paper":
         params.update(mode=test_kwargs.get("mode", "coset"), null=test_kwargs.get("null", "analytical"),
                       agg=test_kwargs.get("agg", False))

@@ -102,7 +102,31 @@ def test_fast_preset_is_a_probe_choice(workspace, tmp_path):
                  "--vocab-range", "512", "-q"]) == 0
     spec = load_fingerprint(fp_file).spec
     assert spec == PRESETS["fast"].replace(vocab_range=512)
-    assert spec.n_tokens < PRESETS["quick"].n_tokens
+    assert spec.n_tokens < PRESETS["quick"].n_tokens and spec.positions == "all"
+
+
+def test_every_position_probe_from_library_to_scan(workspace, tmp_path, capsys):
+    """fast keeps every position: a library made with it stores every column, and scan finds the seed."""
+    from seedprints.library import Library
+
+    lib = tmp_path / "fastlib"
+    fast = ["--probe", "fast", "--vocab-range", "512", "-q"]
+    for s in (11, 12):
+        assert main(["library", "add", str(workspace / f"ref{s}"), "--library", str(lib), "--family", "tiny",
+                     "--seed", str(s), *fast]) == 0  # --keep 0.2 by default: every column is kept anyway
+    (ref, fp), = [x for x in Library(lib).items() if x[0].name == "ref12"]
+    assert fp.every_position and fp.is_full and fp.n == 200
+    capsys.readouterr()
+    assert main(["scan", str(workspace / "derived"), "--library", str(lib), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdict"]["label"] == "MATCH" and out["verdict"]["seed"] == 12
+    assert out["rows"][0]["k"] == 128  # all D
+    assert main(["compare", str(workspace / "ref12"), str(workspace / "derived"), *fast[:-1]]) == 0
+    assert "n = 200 rows, every probe position" in capsys.readouterr().out
+    # the last position alone, asked for explicitly, is another probe
+    assert main(["compare", str(workspace / "ref12"), str(workspace / "derived"), *fast, "--positions", "last",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 50
 
 
 def test_errors_are_one_line_with_nonzero_exit(workspace, capsys):

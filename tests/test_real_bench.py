@@ -29,7 +29,8 @@ def real():
 @pytest.fixture
 def small_grid(real, monkeypatch):
     for name, value in {"N_GRID": (50, 100, 200), "L_GRID": (4, 8), "MAX_N": {4: 200, 8: 100}, "N_INITS": 3,
-                        "NEGATIVE_TOKENS": 400, "LARGE_BUDGET_INITS": 1, "VOCAB_RANGE": TINY_VOCAB}.items():
+                        "NEGATIVE_TOKENS": 400, "LARGE_BUDGET_INITS": 1, "VOCAB_RANGE": TINY_VOCAB,
+                        "ALL_ROWS": 400}.items():
         monkeypatch.setattr(real, name, value)
     return real
 
@@ -46,16 +47,26 @@ def test_caps_prefixes_scoring_and_report(small_grid, tmp_path):
     real = small_grid
     assert real.needed_n("reference", 4) == 200 and real.needed_n("init-0", 4) == 200
     assert real.needed_n("init-1", 4) == 100 and real.needed_n("init-2", 8) == 50  # N x L <= 400
+    # every position up to N x L <= 400 rows: one run covers both read-outs where the N agree
+    assert real.needed_all("reference", 4) == 100 and real.needed_all("reference", 8) == 50
+    assert real.needed_all("init-1", 4) == 100 and real.needed_all("init-2", 8) == 50
     features = real.Features(tmp_path / "features")
     loads: list[str] = []
     for name, model in tiny_family().items():
         features.extract(name, lambda name=name, model=model: loads.append(name) or wrap_model(model, name))
     features.extract("reference", lambda: pytest.fail("cached features must not be extracted again"))
     assert len(loads) == 11
-    # a prefix is exactly the smaller probe's features
+    # a prefix is exactly the smaller probe's features, for either read-out
+    model = wrap_model(tiny_llama(0), "r")
     small = real.fingerprint_at(features, "reference", 50, 4)
-    again = real.extract_features(wrap_model(tiny_llama(0), "r"), real.spec_for(50, 4))
-    assert small.spec == real.spec_for(50, 4) and (small.features == again).all()
+    assert small.spec == real.spec_for(50, 4) and (small.features == real.extract_features(model, small.spec)).all()
+    small_all = real.fingerprint_at(features, "reference", 50, 4, "all")
+    assert small_all.spec.positions == "all" and small_all.n == 200
+    assert (small_all.features == real.extract_features(model, small_all.spec)).all()
+    # the last position taken from an every-position run (init-1 at L=4: N = 100 both ways)
+    init1 = real.fingerprint_at(features, "init-1", 100, 4)
+    assert features.get("init-1", 4)[1]["derived_from"] == "all positions"
+    assert (init1.features == real.extract_features(wrap_model(tiny_llama(101), "i"), init1.spec)).all()
     assert real.negative_budget(features) == real.NEGATIVE_TOKENS_RANGE[0]  # 2 x 200 tokens (N=50, L=4), raised to the floor
     rows = real.score_grid(features)
     assert [(r["n_samples"], r["seq_len"]) for r in rows] == [(50, 4), (100, 4), (200, 4), (50, 8), (100, 8)]
@@ -65,8 +76,15 @@ def test_caps_prefixes_scoring_and_report(small_grid, tmp_path):
     for r in rows:
         assert r["derivatives"]["gguf"]["calibrated"]["z"] > 10  # identical weights
         assert set(r["negatives"]) == {"calibrated", "paper"}
-    fast = real.fast_candidate(rows)
+    # every position where N x L <= 400, with the inits that have it
+    assert [(r["n_samples"], r["seq_len"]) for r in rows if "every_position" in r] == [(50, 4), (100, 4), (50, 8)]
+    ep = by[(100, 4)]["every_position"]
+    assert ep["rows"] == 400 and ep["n_inits"] == 3 and ep["negatives"]["all"]["n"] == 12
+    assert ep["derivatives"]["gguf"]["z"] > by[(100, 4)]["derivatives"]["gguf"]["calibrated"]["z"]
+    fast = real.fast_candidate(rows, "last")
     assert fast is not None and fast["tokens"] == 200  # the smallest cell with all inits
+    fast = real.fast_candidate(rows)
+    assert fast is not None and fast["statistic"] == "every_position" and fast["tokens"] == 200
     builds = {m: {"seconds": 1.0} for m in real.MODELS}
     builds["ft"]["text"] = {"source": "stdlib docstrings", "chars": 100, "tokens": 30, "sha256": "0" * 64}
     report = real.build_report(features, builds,
@@ -84,8 +102,12 @@ def test_fast_candidate_needs_every_init_and_strong_derivatives(real):
                 "negatives": {"calibrated": {"all": {"n": 100, "false_positives": fp, "fpr": fp / 100, "max_z": 2.0}}}}
 
     rows = [row(50, 4, 9.9, 0), row(100, 4, 12.0, 2), row(50, 8, 11.0, 1), row(400, 4, 30.0, 0, n_inits=2)]
-    assert real.fast_candidate(rows)["tokens"] == 400 and real.fast_candidate(rows)["seq_len"] == 8
-    assert real.fast_candidate(rows[:2]) is None
+    assert real.fast_candidate(rows, "last")["tokens"] == 400 and real.fast_candidate(rows, "last")["seq_len"] == 8
+    assert real.fast_candidate(rows[:2], "last") is None
+    assert real.fast_candidate(rows) is None  # no row has every-position scores
+    rows[0]["every_position"] = {"rows": 200, "n_inits": real.N_INITS, "derivatives": {"a": {"z": 40.0}},
+                                 "negatives": rows[0]["negatives"]["calibrated"]}
+    assert real.fast_candidate(rows)["tokens"] == 200 and real.fast_candidate(rows)["min_derivative_z"] == 40.0
 
 
 def test_text_is_deterministic_and_independent_of_other_imports(real):

@@ -95,6 +95,17 @@ def test_several_chunks_and_bf16_checkpoint_upcast_on_cpu(tmp_path):
     assert any(f"chunk {n_chunks}/{n_chunks} (each extra chunk re-reads the weights)" in c for c in calls)
 
 
+def test_every_position_rows_stream_in_chunks_like_in_memory(tmp_path):
+    folder = tmp_path / "m"
+    tiny_llama(3, layers=3).save_pretrained(folder)
+    spec = tiny_spec(n=60, seq_len=16).replace(positions="all")
+    ref = fingerprint_model(str(folder), spec, device="cpu", stream=False)
+    got = fingerprint_model(str(folder), spec, device="cpu", stream=True, max_memory="5MB")
+    assert ref.every_position and ref.n == got.n == 960
+    assert int(got.model.extraction.split(": ")[1].split(" chunk")[0]) > 1
+    assert close(ref.features, got.features) <= 1e-5
+
+
 def test_streaming_is_chosen_automatically_when_the_model_does_not_fit(saved_model):
     path = saved_model(4, layers=3)
     spec = tiny_spec(n=30)

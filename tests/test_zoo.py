@@ -181,7 +181,7 @@ def test_labelled_pairs(zoo):
 
 
 def test_accuracy_evaluate_quick(zoo, tmp_path):
-    report = accuracy.evaluate(zoo, {"quick": (200, 16)}, cache_dir=tmp_path / "fp")
+    report = accuracy.evaluate(zoo, {"quick": (200, 16, "last")}, cache_dir=tmp_path / "fp")
     rows = {(r["test"], r["probe"]): r for r in report["results"]}
     assert set(rows) == {(t, p) for t in accuracy.TESTS for p in accuracy.PROBE_KINDS}
     for r in rows.values():
@@ -198,8 +198,14 @@ def test_accuracy_evaluate_quick(zoo, tmp_path):
     md = accuracy.markdown(report)
     assert "| calibrated | embedding | quick" in md and "open-set NO MATCH" in md
     # a rerun is served from the cache and still reports the extraction cost
-    again = accuracy.evaluate(zoo, {"quick": (200, 16)}, cache_dir=tmp_path / "fp", tests=("calibrated",))
+    again = accuracy.evaluate(zoo, {"quick": (200, 16, "last"), "fast": (50, 4, "all")}, cache_dir=tmp_path / "fp",
+                              tests=("calibrated",), probes=("token",))
     ext2 = again["extraction"]["token/quick"]
     assert ext2["from_cache"] == 12 and ext2["extract_seconds_total"] == pytest.approx(ext["extract_seconds_total"],
                                                                                         abs=1e-3)
     assert again["results"][0]["auc"] == rows[("calibrated", "token")]["auc"]
+    # an every-position budget: the calibrated test reads N x L rows and every dimension
+    fast = again["results"][1]
+    assert fast["budget"] == "fast" and fast["positions"] == "all" and len(fast["pairs"]) == 57
+    assert fast["detection"]["int8"]["x"] == 3
+    assert "fast (N=50, L=4, every position)" in accuracy.markdown(again)

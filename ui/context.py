@@ -17,7 +17,7 @@ from pathlib import Path
 from seedprints.demo import DEMO_PROBE
 from seedprints.library import Library
 from seedprints.paths import home
-from seedprints.probes import PRESETS, ProbeSpec, preset
+from seedprints.probes import DEFAULT_PRESET, PRESETS, ProbeSpec, preset
 from seedprints.uploads import DEFAULT_MAX_UPLOAD_BYTES
 
 from .jobs import Job, JobQueue
@@ -138,13 +138,14 @@ def probe_choices(lib: Library, throughput: Throughput, with_presets: bool = Fal
     out: dict[str, ProbeSpec] = {}
 
     def words(spec: ProbeSpec) -> str:
-        return (f"{spec.n_samples} prompts x {spec.seq_len} tokens ({spec.n_tokens:,} tokens), "
+        every = ", every position kept" if spec.positions == "all" else ""
+        return (f"{spec.n_samples} prompts x {spec.seq_len} tokens ({spec.n_tokens:,} tokens{every}), "
                 f"{throughput.estimate(spec)}")
 
     for spec, count in lib.probes():
         out[f"library probe {spec.id}: {words(spec)}; {count} reference(s)"] = spec
     if with_presets or not out:
-        for name in PRESETS:
+        for name in sorted(PRESETS, key=lambda n: n != DEFAULT_PRESET):  # the default first, then as listed
             spec = preset(name)
             if spec.id not in {s.id for s in out.values()}:
                 out[f"{name} preset ({spec.id}): {words(spec)}"] = spec

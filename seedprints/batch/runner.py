@@ -24,7 +24,7 @@ from ..errors import LibraryError, SeedPrintsError, first_line
 from ..fileio import atomic_write_bytes
 from ..fingerprint import fingerprint_from_bytes
 from ..library import Library
-from ..probes import ProbeSpec, preset
+from ..probes import DEFAULT_PRESET, ProbeSpec, preset
 from ..progress import ProgressCallback
 from .manifest import ManifestRow, read_manifest
 from .worker import DONE, FAILED, SKIPPED, Shared, WorkerSettings
@@ -159,7 +159,7 @@ def build_library(
     t0 = time.perf_counter()
     rows = _rows(manifest)
     lib = library if isinstance(library, Library) else Library(library)
-    spec = spec or lib.default_probe() or preset("quick")
+    spec = spec or lib.default_probe() or preset(DEFAULT_PRESET)
     settings = _settings("library", spec, options)
     refs = lib.list()
     shared = Shared(known_hashes={r.weights_hash: r.name for r in refs if r.probe_id == spec.id},
