@@ -36,7 +36,7 @@ ray = pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = tiny_spec(n=300, seq_len=16)
-PROBE = ["--n-samples", "300", "--seq-len", "16", "--vocab-range", "512"]
+PROBE = ["--n-samples", "300", "--seq-len", "16", "--vocab-range", "512", "--positions", "last"]
 SLOW_SPEC = tiny_spec(n=4000, seq_len=32)  # about two seconds a row: long enough to kill a worker mid-row
 EPOCH = "1767225600"
 OPTIONS = {"device": "cpu", "threads": 1, "cache_dir": None}

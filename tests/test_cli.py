@@ -15,7 +15,7 @@ from seedprints.cli import main
 from conftest import tiny_llama
 from seedprints.derive import weight_noise
 
-PROBE = ["--n-samples", "300", "--seq-len", "16", "--vocab-range", "512", "-q"]
+PROBE = ["--n-samples", "300", "--seq-len", "16", "--vocab-range", "512", "--positions", "last", "-q"]
 REF_SEEDS = [10, 11, 12, 13, 14]
 ROOT = Path(__file__).resolve().parents[1]
 
