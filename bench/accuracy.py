@@ -554,5 +554,12 @@ def write_markdown(out: Path, md: str) -> None:
     print(md)
 
 
+def write_results(out: Path, report: dict[str, Any], md: str) -> None:
+    """Write a bench's JSON report and, beside it, its Markdown."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    write_markdown(out, md)
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -14,7 +14,8 @@ import torch
 from . import __version__, hub
 from .cache import FingerprintCache
 from .errors import IncompatibleFingerprintsError, LibraryError, ModelLoadError
-from .extract import CancelToken, extract_checkpoint, extract_features
+from .basis import anchor_ids
+from .extract import CancelToken, extract_checkpoint, extract_features, model_anchors
 from .fingerprint import Fingerprint
 from .loading import (LoadedModel, download_from_hub, import_model_code, resolve_source, source_weights_hash,
                       start_weights_hash, wrap_model)
@@ -73,6 +74,8 @@ def fingerprint_model(
 
     def cached() -> Fingerprint | None:
         hit = cache.get(weights_hash, spec.id) if cache is not None and weights_hash is not None else None
+        if hit is not None and hit.anchors is None and anchor_ids(spec, hit.d) is not None:
+            hit = None  # made before fingerprints kept anchor rows: extract again so the basis check can run
         if hit is not None and progress:
             progress("fingerprint found in the cache", spec.n_samples, spec.n_samples)
         return None if hit is None else hit.with_name(label)
@@ -82,7 +85,7 @@ def fingerprint_model(
     if loaded is None:
         if src.kind == "hub":  # not cached: fetch the pinned commit's files (or find them in the HF cache)
             src = download_from_hub(pinned, trust_remote_code)  # type: ignore[arg-type]  (resolved once, above)
-        feats, facts = extract_checkpoint(src, spec, name=label, device=device, dtype=dtype,
+        feats, facts, anchors = extract_checkpoint(src, spec, name=label, device=device, dtype=dtype,
                                           trust_remote_code=trust_remote_code, weights_hash=weights_hash,
                                           batch_size=batch_size, max_memory=max_memory, stream=stream,
                                           progress=progress, cancel=cancel)
@@ -90,8 +93,8 @@ def fingerprint_model(
                                     **(src.hub.facts() if src.hub is not None else {}))
     else:
         feats = extract_features(loaded, spec, batch_size=batch_size, progress=progress, cancel=cancel)
-        facts = loaded.facts
-    fp = Fingerprint.from_features(spec, feats, facts)
+        facts, anchors = loaded.facts, model_anchors(loaded, spec)
+    fp = Fingerprint.from_features(spec, feats, facts, anchors)
     if cache is not None:
         cache.put(fp)
     return fp
@@ -137,6 +140,8 @@ class LibraryAudit:
                  "--test", str(test.get("test", "calibrated")), "--alpha", f"{self.report.alpha:g}"]
         if test.get("test") == "calibrated":
             parts += ["--permutations", str(test.get("n_permutations", 2000))]
+            if test.get("basis_check") is False:
+                parts.append("--no-basis-check")
         spec = self.suspect.spec
         if spec.kind == "token":  # name the probe, so the command holds even if the library changes
             parts += ["--n-samples", str(spec.n_samples), "--seq-len", str(spec.seq_len),

@@ -72,6 +72,9 @@ def _test_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})")
     g.add_argument("--permutations", type=int, default=TESTS["calibrated"].defaults["n_permutations"],
                    help="calibrated test: random re-pairings (default %(default)s)")
+    g.add_argument("--no-basis-check", dest="basis_check", action="store_false",
+                   help="calibrated test: skip the basis check (reading the suspect again after aligning its hidden "
+                        "basis to the reference's, which catches permuted or rotated copies)")
     g.add_argument("--mode", choices=["coset", "base"], default="coset", help="paper test only")
     g.add_argument("--null", choices=["analytical", "simplified", "full_pipeline"], default="analytical",
                    help="paper test only")
@@ -219,7 +222,7 @@ def _fingerprint(args: argparse.Namespace, target: str, spec: ProbeSpec, name: s
 def _test_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     k: float | int | None = None if args.k is None else int(args.k) if args.k >= 1 else args.k
     if args.test == "calibrated":
-        return {"test": "calibrated", "k": k, "n_permutations": args.permutations}
+        return {"test": "calibrated", "k": k, "n_permutations": args.permutations, "basis_check": args.basis_check}
     return {"test": "paper", "k": k, "mode": args.mode, "null": args.null, "null_test": args.null_test, "agg": args.agg}
 
 
@@ -243,8 +246,17 @@ def _result_text(r: SeedPrintsResult, alpha: float) -> str:
     verdict = "same lineage" if r.significant(alpha) else "no evidence of shared lineage"
     measure = "mean Spearman rho" if r.method.startswith("calibrated") else "mean Kendall tau"
     rows = f"n = {r.n} rows, every probe position" if r.details.get("rows") == "every position" else f"n = {r.n}"
-    return (f"{verdict} at alpha={alpha:g}: {measure} = {r.statistic:.4f} over k = {r.k} columns ({rows}), "
+    text = (f"{verdict} at alpha={alpha:g}: {measure} = {r.statistic:.4f} over k = {r.k} columns ({rows}), "
             f"z = {r.z:.2f}, p = {format_p(r.log10_pvalue)} (log10 p = {r.log10_pvalue:.2f}), {r.method}, {r.mode} mode")
+    basis = r.details.get("basis")
+    if basis and basis.get("checked"):
+        text += (f"; basis check: z = {basis['z_as_is']:.2f} as is, {basis['z_aligned']:.2f} aligned "
+                 f"(p doubled for the two readings)")
+        if r.significant(alpha) and basis["reading"] == "aligned" and basis["change"] != "unchanged":
+            text += f"; {basis['describe']}"
+    elif basis:
+        text += f"; basis check not run: {basis['reason']}"
+    return text
 
 
 def _scan_text(rep: ScanReport) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from .basis import anchor_ids, embedding_rows
 from .errors import Cancelled, ExtractionError, ProbeError
 from .loading import (LoadedModel, ModelFacts, ModelSource, check_causal_lm_config, compute_dtype, download_from_hub,
                       load_model, read_config, resolve_source, select_device, source_weights_hash)
@@ -128,6 +129,13 @@ def extract_features(
     return out
 
 
+def model_anchors(loaded: LoadedModel, spec: ProbeSpec) -> np.ndarray | None:
+    """The anchor rows of a loaded model for this probe (:mod:`seedprints.basis`), or None when it keeps none."""
+    d = int(loaded.model.get_input_embeddings().weight.shape[1])
+    ids = anchor_ids(spec, d)
+    return None if ids is None else embedding_rows(loaded.model, ids)
+
+
 # ---------------------------------------------------------------------------- from a checkpoint
 def _in_memory_bytes(n_params: int, dtype: torch.dtype, cfg: Any, spec: ProbeSpec, device: torch.device) -> int:
     from .streaming import activation_bytes_per_sample
@@ -151,8 +159,9 @@ def extract_checkpoint(
     stream: bool | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-) -> tuple[np.ndarray, ModelFacts]:
-    """Features [rows, D] (see :func:`extract_features`) and facts of a checkpoint, in memory when it fits ``max_memory``, else layer-streamed.
+) -> tuple[np.ndarray, ModelFacts, np.ndarray | None]:
+    """Features [rows, D] (see :func:`extract_features`), facts and anchor rows (:func:`seedprints.basis.anchor_ids`;
+    None when the probe keeps none) of a checkpoint, in memory when it fits ``max_memory``, else layer-streamed.
 
     ``stream=None`` decides from the budget (default: 60% of available RAM, or of free GPU
     memory); True or False forces a path.  A checkpoint that cannot be streamed (pickled
@@ -170,12 +179,12 @@ def extract_checkpoint(
     dev = select_device(device)
     budget = resolve_budget(max_memory, dev)
 
-    def in_memory(note: str, ckpt_dtype: str = "") -> tuple[np.ndarray, ModelFacts]:
+    def in_memory(note: str, ckpt_dtype: str = "") -> tuple[np.ndarray, ModelFacts, np.ndarray | None]:
         loaded = load_model(src, device=dev, dtype=dtype, trust_remote_code=trust_remote_code, name=label,
                             weights_hash=weights_hash)
         feats = extract_features(loaded, spec, batch_size=batch_size, progress=progress, cancel=cancel)
         return feats, dataclasses.replace(loaded.facts, extraction=note, source=origin,
-                                          checkpoint_dtype=ckpt_dtype or loaded.facts.dtype)
+                                          checkpoint_dtype=ckpt_dtype or loaded.facts.dtype), model_anchors(loaded, spec)
 
     if src.kind not in ("folder", "safetensors"):
         return in_memory("in-memory" if stream is not True else f"in-memory ({src.kind} weights cannot be streamed)")
@@ -213,7 +222,8 @@ def extract_checkpoint(
     if stream is False or (stream is None and fits):
         # the whole model, read straight from its shards into the skeleton: loading costs what reading costs
         loaded = LoadedModel(streamed.load_all(), facts)
-        return extract_features(loaded, spec, batch_size=batch_size, progress=progress, cancel=cancel), facts
+        return (extract_features(loaded, spec, batch_size=batch_size, progress=progress, cancel=cancel), facts,
+                model_anchors(loaded, spec))
     plan = plan_chunks(streamed, cfg, spec, budget)
     out = np.empty((spec.n_rows, 0), dtype=np.float32)
     r = spec.rows_per_sample
@@ -223,4 +233,5 @@ def extract_checkpoint(
             if out.shape[1] == 0:
                 out = np.empty((spec.n_rows, rows.shape[1]), dtype=np.float32)
             out[lo * r:lo * r + len(rows)] = rows
-    return out, dataclasses.replace(facts, extraction=plan.describe())
+    ids = anchor_ids(spec, out.shape[1])
+    return out, dataclasses.replace(facts, extraction=plan.describe()), None if ids is None else streamed.embedding_rows(ids)

@@ -32,7 +32,9 @@ FORMAT = "seedprints-fingerprint"
 FORMAT_VERSION = 1
 #: format version of files holding every-position fingerprints (N x L rows)
 FORMAT_VERSION_ALL_POSITIONS = 2
-READABLE_VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_ALL_POSITIONS)
+#: format version of files that carry anchor rows (either read-out)
+FORMAT_VERSION_ANCHORS = 3
+READABLE_VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_ALL_POSITIONS, FORMAT_VERSION_ANCHORS)
 DEFAULT_KEEP = 0.2
 _META_KEY = "seedprints"
 MAX_FILE_BYTES = 2 << 30
@@ -51,16 +53,30 @@ class Fingerprint:
     created_at: str = ""
     #: content hash checked when the fingerprint was read from a file (None for fingerprints made in memory)
     verified_hash: str | None = dataclasses.field(default=None, compare=False)
+    #: [A, D] float16 input-embedding rows of the anchor tokens (:func:`seedprints.basis.anchor_ids`), or None
+    anchors: np.ndarray | None = dataclasses.field(default=None, compare=False)
+    anchor_ids: np.ndarray | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
-    def from_features(cls, spec: ProbeSpec, features: np.ndarray, model: ModelFacts) -> Fingerprint:
-        """Full fingerprint (all D columns) from a [rows, D] feature matrix (rows = ``spec.n_rows``)."""
+    def from_features(cls, spec: ProbeSpec, features: np.ndarray, model: ModelFacts,
+                      anchors: np.ndarray | None = None) -> Fingerprint:
+        """Full fingerprint (all D columns) from a [rows, D] feature matrix (rows = ``spec.n_rows``), with the
+        anchor rows [A, D] of :func:`seedprints.basis.anchor_ids` when the model's embedding was read."""
+        from .basis import anchor_ids
+
         feats = np.ascontiguousarray(features, dtype=np.float32)
         if feats.ndim != 2 or feats.shape[0] != spec.n_rows:
             raise FingerprintFileError(f"features of {model.name} have shape {feats.shape}, expected [{spec.n_rows}, D]")
         last = feats[spec.rows_per_sample - 1::spec.rows_per_sample]
+        ids = None
+        if anchors is not None:
+            ids = anchor_ids(spec, feats.shape[1])
+            anchors = np.ascontiguousarray(anchors, dtype=np.float16)
+            if ids is None or anchors.shape != (len(ids), feats.shape[1]):
+                raise FingerprintFileError(f"anchor rows of {model.name} have shape {anchors.shape}, "
+                                           "not the probe's anchor tokens x D")
         return cls(spec, feats, np.arange(feats.shape[1], dtype=np.int64), last.astype(np.float64).mean(axis=0),
-                   model, __version__, _now())
+                   model, __version__, _now(), anchors=anchors, anchor_ids=ids)
 
     @property
     def name(self) -> str:
@@ -125,11 +141,18 @@ class Fingerprint:
         return dataclasses.replace(self, model=dataclasses.replace(self.model, name=name), verified_hash=None)
 
     # ------------------------------------------------------------------ files
+    @property
+    def format_version(self) -> int:
+        """The file format version this fingerprint is written as (3 with anchors, else 2 or 1 by read-out)."""
+        if self.anchors is not None:
+            return FORMAT_VERSION_ANCHORS
+        return FORMAT_VERSION_ALL_POSITIONS if self.every_position else FORMAT_VERSION
+
     def metadata(self) -> dict[str, Any]:
         """JSON metadata stored in the file header (without the content hash)."""
         return {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION_ALL_POSITIONS if self.every_position else FORMAT_VERSION,
+            "format_version": self.format_version,
             "probe": self.spec.to_dict(),
             "probe_id": self.spec.id,
             "model": self.model.to_dict(),
@@ -142,11 +165,15 @@ class Fingerprint:
 
     def tensors(self) -> dict[str, np.ndarray]:
         """The arrays stored in the file."""
-        return {
+        out = {
             "features": np.ascontiguousarray(self.features, dtype=np.float32),
             "columns": np.ascontiguousarray(self.columns, dtype=np.int64),
             "column_means": np.ascontiguousarray(self.column_means, dtype=np.float64),
         }
+        if self.anchors is not None:
+            out["anchors"] = np.ascontiguousarray(self.anchors, dtype=np.float16)
+            out["anchor_ids"] = np.ascontiguousarray(self.anchor_ids, dtype=np.int64)
+        return out
 
     @property
     def content_hash(self) -> str:
@@ -216,6 +243,8 @@ def fingerprint_from_bytes(data: bytes, label: str = "fingerprint") -> Fingerpri
     except Exception as exc:
         raise FingerprintFileError(f"{bad}: the file is truncated or corrupt ({first_line(exc, 120)})") from None
     needed = {"features", "columns", "column_means"}
+    if meta["format_version"] == FORMAT_VERSION_ANCHORS:
+        needed |= {"anchors", "anchor_ids"}
     if set(tensors) != needed:
         raise FingerprintFileError(f"{bad}: expected tensors {sorted(needed)}, found {sorted(tensors)}")
     if content_hash(meta, tensors) != meta.get("content_sha256"):
@@ -229,11 +258,24 @@ def fingerprint_from_bytes(data: bytes, label: str = "fingerprint") -> Fingerpri
     if feats.ndim != 2 or cols.ndim != 1 or means.ndim != 1 or feats.shape[1] != len(cols) \
             or feats.shape[0] != spec.n_rows or (len(cols) and (cols.min() < 0 or cols.max() >= len(means))) \
             or np.any(np.diff(cols) <= 0) or spec.id != meta.get("probe_id") \
-            or (meta["format_version"] == FORMAT_VERSION_ALL_POSITIONS) != (spec.positions == "all") \
-            or (spec.positions == "all" and len(cols) != len(means)):
+            or (meta["format_version"] != FORMAT_VERSION_ANCHORS
+                and (meta["format_version"] == FORMAT_VERSION_ALL_POSITIONS) != (spec.positions == "all")) \
+            or (spec.positions == "all" and len(cols) != len(means)) \
+            or ("anchors" in tensors and not _anchors_consistent(spec, len(means), tensors)):
         raise FingerprintFileError(f"{bad}: its tensors are inconsistent with its metadata")
     return Fingerprint(spec, feats, cols, means, facts, str(meta.get("tool_version", "")), str(meta.get("created_at", "")),
-                       verified_hash=str(meta["content_sha256"]))
+                       verified_hash=str(meta["content_sha256"]), anchors=tensors.get("anchors"),
+                       anchor_ids=tensors.get("anchor_ids"))
+
+
+def _anchors_consistent(spec: ProbeSpec, d: int, tensors: dict[str, np.ndarray]) -> bool:
+    """Anchor rows are float16 [A, D] for exactly the probe's anchor token ids."""
+    from .basis import anchor_ids
+
+    ids = anchor_ids(spec, d)
+    a, got = tensors["anchors"], tensors["anchor_ids"]
+    return (ids is not None and a.dtype == np.float16 and a.shape == (len(ids), d)
+            and got.shape == ids.shape and bool(np.all(got == ids)))
 
 
 def _now() -> str:

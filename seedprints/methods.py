@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import SeedPrintsError
-from .stats import DEFAULT_K, DEFAULT_PERMUTATIONS, SeedPrintsResult, calibrated_test, seedprints_test
+from .basis import calibrated_basis_test
+from .stats import DEFAULT_K, DEFAULT_PERMUTATIONS, SeedPrintsResult, seedprints_test
 
 #: Significance level of every verdict unless the caller chooses another.
 DEFAULT_ALPHA = 0.01
@@ -38,8 +39,10 @@ class TestMethod:
 TESTS: dict[str, TestMethod] = {
     "calibrated": TestMethod(
         "calibrated", "calibrated (default: holds its error rate)",
-        "re-pairing null: holds its level for unrelated trained models (k = 0.1 of D; all D for every-position probes)",
-        calibrated_test, {"k": None, "n_permutations": DEFAULT_PERMUTATIONS}, calibrated=True),
+        "re-pairing null: holds its level for unrelated trained models (k = 0.1 of D; all D for every-position probes); "
+        "also read after aligning the suspect's hidden basis to the reference's, so a permuted or rotated copy "
+        "still matches",
+        calibrated_basis_test, {"k": None, "n_permutations": DEFAULT_PERMUTATIONS}, calibrated=True),
     "paper": TestMethod(
         "paper", "paper (published test; can over-state evidence)",
         "the published test exactly (its analytical null can over-state evidence)",

@@ -490,6 +490,8 @@ class SuspectRanks:
             )
         full = view.take(view.columns)
         self.spec = getattr(suspect, "spec", None)
+        #: what was ranked (the basis check reads its anchor rows and features)
+        self.source = suspect
         self.name = view.name
         self.column_means = view.column_means
         self.n, self.d = full.shape

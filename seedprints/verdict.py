@@ -60,7 +60,7 @@ class ScanRow:
         return {"name": self.reference.name, "family": self.reference.family, "seed": self.reference.seed,
                 "statistic": r.statistic, "z": r.z, "log10_p": r.log10_pvalue, "p": r.pvalue,
                 "log10_p_holm": self.log10_p_holm, "significant": self.significant, "k": r.k,
-                "inconclusive": r.inconclusive, "reason": r.reason}
+                "inconclusive": r.inconclusive, "reason": r.reason, "basis": basis_summary(r)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,12 +93,38 @@ class ScanReport:
                 "skipped": [{"name": n, "reason": why} for n, why in self.skipped]}
 
 
+def basis_summary(result: SeedPrintsResult) -> dict[str, Any] | None:
+    """The basis check's record of a result (:func:`seedprints.basis.calibrated_basis_test`), without the
+    per-dimension detail; None for tests that have no basis check."""
+    info = result.details.get("basis")
+    return None if info is None else {k: v for k, v in info.items() if k != "detail"}
+
+
+def _basis_sentences(top: ScanRow | None, rows: list[ScanRow]) -> str:
+    """What the verdict adds about the basis: a re-parameterised match, or a check that could not run."""
+    out = ""
+    info = top.result.details.get("basis") if top is not None else None
+    if info and info.get("checked") and info.get("reading") == "aligned" and info.get("change") != "unchanged":
+        out += (f" The suspect matched only after its hidden basis was aligned to the reference's: "
+                f"{info['describe']}. Such a change is made on purpose, and is itself evidence that the "
+                "model's origin was being hidden.")
+    unchecked = [r for r in rows if (r.result.details.get("basis") or {}).get("checked") is False
+                 and not r.result.inconclusive]
+    if unchecked:
+        out += (f" The basis check (which catches permuted or rotated copies) was not available for "
+                f"{len(unchecked)} of {len(rows)} references: {unchecked[0].result.details['basis']['reason']}.")
+    return out
+
+
 def skip_reason(suspect: Fingerprint, ref: Fingerprint) -> str | None:
     """Why a reference cannot be compared with the suspect (None if it can)."""
     if ref.spec.id != suspect.spec.id:
         return f"made with a different probe ({ref.spec.id} vs the suspect's {suspect.spec.id}); re-fingerprint one of them"
     if ref.d != suspect.d:
-        return f"hidden size {ref.d} differs from the suspect's {suspect.d}, so the two cannot share an init"
+        if ref.d > suspect.d:
+            return (f"hidden size {ref.d} differs from the suspect's {suspect.d}: the suspect could be a width-pruned "
+                    "copy of it, which this test cannot check across widths")
+        return f"hidden size {ref.d} differs from the suspect's {suspect.d}, so the suspect cannot derive from it"
     return None
 
 
@@ -158,7 +184,8 @@ def scan(
         params.update(mode=test_kwargs.get("mode", "coset"), null=test_kwargs.get("null", "analytical"),
                       agg=test_kwargs.get("agg", False))
     else:
-        params.update(n_permutations=test_kwargs.get("n_permutations", 2000), mode="base")
+        params.update(n_permutations=test_kwargs.get("n_permutations", 2000), mode="base",
+                      basis_check=test_kwargs.get("basis_check", True))
     return ScanReport(suspect.name, suspect.spec.id, alpha, params, rows, skipped, decide(rows, skipped, alpha))
 
 
@@ -184,7 +211,7 @@ def decide(rows: list[ScanRow], skipped: list[tuple[str, str]], alpha: float = D
             f"None of the {len(usable)} reference models shows a link to the suspect stronger than chance "
             f"(the closest, {best.reference.name}, has p = {format_p(best.log10_p_holm)} after correcting for "
             f"{len(usable)} comparisons, above the {alpha:g} threshold), so the suspect does not appear to "
-            f"come from any seed in this library{caveat}."))
+            f"come from any seed in this library{caveat}." + _basis_sentences(None, usable)))
     lineages = {(r.reference.family, r.reference.seed) for r in hits}
     top = hits[0]
     # one known lineage; hits from references of unknown seed only count as one lineage when alone
@@ -194,7 +221,8 @@ def decide(rows: list[ScanRow], skipped: list[tuple[str, str]], alpha: float = D
         return Verdict("MATCH", (
             f"The suspect shares its training seed with {top.reference.name} ({seed_txt}{fam}): "
             f"unrelated models would agree this strongly with a chance of only {format_p(top.log10_p_holm)} "
-            f"(z = {top.result.z:.1f}){caveat}."), top.reference.name, top.reference.family, top.reference.seed)
+            f"(z = {top.result.z:.1f}){caveat}." + _basis_sentences(top, usable)),
+            top.reference.name, top.reference.family, top.reference.seed)
     names = ", ".join(f"{r.reference.name} ({r.reference.lineage})" for r in hits[:4])
     return Verdict("AMBIGUOUS", (
         f"Several references from different seeds show significant links to the suspect ({names}), "

@@ -1,0 +1,196 @@
+"""The basis check: bring a suspect's hidden basis into the reference's before testing.
+
+An adversary can permute, sign-flip or rotate a model's residual stream without changing its
+outputs (:mod:`seedprints.evasion`); the re-pairing test pairs dimension j with dimension j, so
+that alone turns a MATCH into NO MATCH.  A fingerprint therefore also stores the input-embedding
+rows of a fixed set of *anchor* tokens that the probe never feeds (format version 3).  The
+orthogonal Procrustes fit between the two models' anchor rows estimates the change of basis
+R (suspect -> reference); the calibrated test is run on the suspect's features as they are and
+after ``@ R``, and the smaller p-value is doubled (Bonferroni over the two readings).
+
+Why the level holds when one of the two models is an independent random init (or any model whose
+distribution is invariant under rotations of its residual basis): its probe features depend on the
+embedding rows of the probe's tokens and on its layers, never on the anchor rows, so R is
+independent of them; a fixed rotation of such a model's features is distributed as the features
+themselves, so its dimensions stay exchangeable and the re-pairing null stays exact.  Two *trained*
+models of different seeds fall outside that argument (training on shared data can make their
+anchor rows alignable); their level is measured (bench/calibration.py, bench/evasion.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from .probes import ProbeSpec
+
+#: anchors per hidden dimension (Procrustes needs at least D rows; more average out training drift)
+ANCHORS_PER_DIM = 2
+#: the check needs at least D + this many anchor tokens that the probe does not use
+MIN_SPARE_ANCHORS = 64
+_ANCHOR_STREAM = 7
+
+
+def anchor_ids(spec: ProbeSpec, d: int) -> np.ndarray | None:
+    """Token ids whose embedding rows a fingerprint keeps: drawn from [0, vocab_range) minus every token the
+    probe feeds, ``ANCHORS_PER_DIM`` x D of them (fewer when fewer are free); None when the probe is not a
+    token probe or leaves fewer than D + MIN_SPARE_ANCHORS tokens unused."""
+    if spec.kind != "token" or not spec.vocab_range:
+        return None
+    used = np.zeros(int(spec.vocab_range), dtype=bool)
+    for i in range(spec.n_samples):
+        used[spec.sample(i)] = True
+    free = np.flatnonzero(~used)
+    if len(free) < d + MIN_SPARE_ANCHORS:
+        return None
+    rng = np.random.default_rng([spec.seed, _ANCHOR_STREAM, d])
+    return np.sort(rng.choice(free, min(len(free), ANCHORS_PER_DIM * d), replace=False)).astype(np.int64)
+
+
+def unavailable_reason(spec: ProbeSpec, d: int) -> str:
+    """Why a probe gives no anchors (for messages)."""
+    if spec.kind != "token":
+        return "embedding probes feed no tokens, so they keep no anchor rows"
+    return (f"the probe uses so many of its {spec.vocab_range} token ids that fewer than D + {MIN_SPARE_ANCHORS} "
+            "are left as anchors; use a smaller probe such as fast or quick")
+
+
+def embedding_rows(model: Any, ids: np.ndarray) -> np.ndarray:
+    """The input-embedding rows ``ids`` of a loaded transformers model, float32 [A, D]."""
+    import torch
+
+    weight = model.get_input_embeddings().weight
+    with torch.no_grad():
+        return weight[torch.as_tensor(ids, device=weight.device)].float().cpu().numpy()
+
+
+def fit_rotation(suspect_anchors: np.ndarray, reference_anchors: np.ndarray) -> np.ndarray:
+    """Orthogonal Procrustes: the [D, D] orthogonal R minimising ||suspect @ R - reference||_F."""
+    m = np.asarray(suspect_anchors, dtype=np.float64).T @ np.asarray(reference_anchors, dtype=np.float64)
+    u, _, vt = np.linalg.svd(m)
+    return u @ vt
+
+
+#: a dimension counts as "kept" or "moved" when one entry of its row of R carries this much of it
+_CLEAR = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class BasisChange:
+    """What the fitted R says about the suspect's basis relative to the reference's.
+
+    kind: 'unchanged', 'signed permutation' (dimensions moved and/or sign-flipped), 'partial rotation'
+    or 'rotation'.  kept / moved / flipped / mixed: dimensions that stayed, moved to another index,
+    kept their index with a flipped sign, or are spread over several (rotated).
+    """
+
+    kind: str
+    kept: int
+    moved: int
+    flipped: int
+    mixed: int
+
+    def describe(self) -> str:
+        """Plain words for the verdict."""
+        d = self.kept + self.moved + self.flipped + self.mixed
+        if self.kind == "unchanged":
+            return "its hidden basis is the reference's"
+        if self.kind == "signed permutation":
+            return (f"its hidden dimensions were re-ordered or sign-flipped relative to the reference "
+                    f"({self.moved + self.flipped} of {d} dimensions), a change that keeps the model's outputs")
+        return (f"its hidden basis was {'partly ' if self.kind == 'partial rotation' else ''}rotated relative to the "
+                f"reference ({self.mixed} of {d} dimensions mixed), a change that keeps the model's outputs")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dataclasses.asdict(self)
+
+
+def classify(r: np.ndarray) -> BasisChange:
+    """Read a fitted rotation as unchanged / signed permutation / (partial) rotation."""
+    a = np.abs(r)
+    big = a.argmax(axis=1)
+    clear = a[np.arange(len(r)), big] >= _CLEAR
+    same = clear & (big == np.arange(len(r)))
+    sign = np.sign(r[np.arange(len(r)), big])
+    kept = int((same & (sign > 0)).sum())
+    flipped = int((same & (sign < 0)).sum())
+    moved = int((clear & ~same).sum())
+    mixed = int((~clear).sum())
+    d = len(r)
+    if mixed == 0 and moved + flipped == 0:
+        kind = "unchanged"
+    elif mixed <= 0.01 * d:
+        kind = "unchanged" if moved + flipped <= 0.01 * d else "signed permutation"
+    else:
+        kind = "rotation" if mixed > 0.5 * d else "partial rotation"
+    return BasisChange(kind, kept, moved, flipped, mixed)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rotated:
+    """A fingerprint's features in another basis: what the tests read (features, columns, column means)."""
+
+    features: np.ndarray
+    columns: np.ndarray
+    column_means: np.ndarray
+    name: str
+    spec: Any
+
+
+def rotated(fp: Any, r: np.ndarray) -> _Rotated:
+    """``fp``'s full features and column means after ``@ r`` (a suspect brought into the reference's basis)."""
+    feats = np.asarray(fp.features, dtype=np.float64) @ r
+    return _Rotated(feats.astype(np.float32), np.arange(r.shape[1]), np.asarray(fp.column_means) @ r, fp.name, fp.spec)
+
+
+def anchors_of(x: Any) -> np.ndarray | None:
+    """The anchor rows a fingerprint (or a prepared suspect wrapping one) carries, or None."""
+    src = getattr(x, "source", x)
+    return getattr(src, "anchors", None)
+
+
+# ---------------------------------------------------------------------------- the test with the basis check
+def _plain_source(x: Any) -> Any:
+    """The fingerprint behind a prepared (ranked) model, or the model itself."""
+    return getattr(x, "source", x)
+
+
+def calibrated_basis_test(reference: Any, suspect: Any, *, k: float | int | None = None,
+                          n_permutations: int | None = None, seed: int = 0, basis_check: bool = True) -> Any:
+    """The calibrated re-pairing test, read as the suspect is and after bringing its basis into the reference's.
+
+    Returns the reading with the smaller p-value, its p doubled (Bonferroni over the two readings);
+    ``details['basis']`` records both readings and what the fitted change of basis looks like.
+    Without anchor rows on both sides (older fingerprints, embedding probes) it is the plain calibrated test,
+    and ``details['basis']['checked']`` is False with the reason.
+    """
+    import math
+
+    from .stats import DEFAULT_PERMUTATIONS, SuspectRanks, calibrated_test, log10_bounded_p, p_from_log10
+
+    kw = {"k": k, "n_permutations": n_permutations or DEFAULT_PERMUTATIONS, "seed": seed}
+    plain = calibrated_test(reference, suspect, **kw)
+    ref_fp, sus_fp = _plain_source(reference), _plain_source(suspect)
+    ra, sa = anchors_of(ref_fp), anchors_of(sus_fp)
+    ids_r, ids_s = getattr(ref_fp, "anchor_ids", None), getattr(sus_fp, "anchor_ids", None)
+    if not basis_check or ra is None or sa is None or ids_r is None or ids_s is None \
+            or not np.array_equal(ids_r, ids_s) or ra.shape != sa.shape or plain.inconclusive:
+        why = ("not requested" if not basis_check else "the models' fingerprints do not both carry anchor rows "
+               "(made before format version 3, or with a probe that keeps none): re-fingerprint them to check")
+        if plain.inconclusive and basis_check and ra is not None and sa is not None:
+            why = "the plain test was inconclusive"
+        return dataclasses.replace(plain, details={**plain.details, "basis": {"checked": False, "reason": why}})
+    r = fit_rotation(sa, ra)
+    aligned = calibrated_test(reference, SuspectRanks(rotated(sus_fp, r)), **kw)
+    best, reading = (aligned, "aligned") if aligned.log10_pvalue < plain.log10_pvalue else (plain, "as is")
+    log10_p = log10_bounded_p(best.log10_pvalue + math.log10(2.0))
+    change = classify(r)
+    info = {"checked": True, "reading": reading, "change": change.kind, "detail": change.to_dict(),
+            "describe": change.describe(), "z_as_is": plain.z, "z_aligned": aligned.z,
+            "log10_p_as_is": plain.log10_pvalue, "log10_p_aligned": aligned.log10_pvalue,
+            "n_anchors": int(len(ra))}
+    return dataclasses.replace(best, log10_pvalue=log10_p, pvalue=p_from_log10(log10_p),
+                               method="calibrated-repairing+basis", details={**best.details, "basis": info})
