@@ -50,7 +50,10 @@ from seedprints.cache import FingerprintCache  # noqa: E402
 from seedprints.fingerprint import Fingerprint  # noqa: E402
 from seedprints.loading import load_model, resolve_source, source_weights_hash  # noqa: E402
 from seedprints.probes import PRESETS, ProbeSpec  # noqa: E402
-from seedprints.stats import SeedPrintsResult, SuspectRanks, calibrated_test, seedprints_test  # noqa: E402
+from seedprints import evasion  # noqa: E402
+from seedprints.derive import quantize_weights  # noqa: E402
+from seedprints.methods import get_test  # noqa: E402
+from seedprints.stats import SeedPrintsResult, SuspectRanks, seedprints_test  # noqa: E402
 from seedprints.verdict import RefInfo, scan  # noqa: E402
 from seedprints.zoo import FULL, MINI, Zoo, ZooConfig, ZooModel, build_zoo  # noqa: E402
 
@@ -189,6 +192,43 @@ def fingerprint_zoo(zoo: Zoo, specs: dict[tuple[str, str], ProbeSpec], cache: Fi
     return fps, stats
 
 
+# ---------------------------------------------------------------------------- evasion kinds
+#: function-preserving re-parameterisations an adversary applies (seedprints.evasion), made in memory from a
+#: stored stage of the same unit: name -> (source stage, change)
+EVASIONS: dict[str, tuple[str, Callable[[Any, int], Any]]] = {
+    "permuted": ("pretrain", lambda m, s: evasion.permute_hidden(m, s).model),
+    "rotated": ("pretrain", lambda m, s: evasion.rotate_hidden(m, s).model),
+    "partial-rotation": ("pretrain", lambda m, s: evasion.rotate_hidden(m, s, fraction=0.25).model),
+    "ft-rotated": ("ft", lambda m, s: evasion.rotate_hidden(m, s).model),
+    "rotated-int8": ("pretrain", lambda m, s: quantize_weights(evasion.rotate_hidden(m, s).model, bits=8)),
+}
+
+
+def evasion_models(zoo: Zoo) -> list[ZooModel]:
+    """One model per (unit, evasion kind) whose source stage the zoo holds; its path is the source's."""
+    out = []
+    for arch in zoo.config.archs:
+        for seed in zoo.config.seeds:
+            for kind, (stage, _) in EVASIONS.items():
+                if stage in ("init", "pretrain", *zoo.config.derivatives):
+                    out.append(ZooModel(arch, seed, kind, zoo.get(arch, seed, stage).path))
+    return out
+
+
+def fingerprint_evasions(models: list[ZooModel], specs: dict[tuple[str, str], ProbeSpec],
+                         fps: dict[tuple[str, str], dict[str, Fingerprint]], device: str = "cpu",
+                         say: Say | None = None) -> None:
+    """Make each evasion model in memory (its source loaded, the change applied) and fingerprint it for every spec."""
+    for i, m in enumerate(models):
+        if say and i % 10 == 0:
+            say(f"evasion kinds: {i}/{len(models)}")
+        source = load_model(m.path, device=device, dtype="float32", name=m.key).model
+        changed = EVASIONS[m.stage][1](source, 1000 + m.seed)
+        for combo, spec in specs.items():
+            fps[combo][m.key] = fingerprint_model(changed, spec, name=m.key)
+        del source, changed
+
+
 # ---------------------------------------------------------------------------- labelled pairs
 @dataclasses.dataclass(frozen=True)
 class Pair:
@@ -199,21 +239,26 @@ class Pair:
 
 
 def negative_class(ref: ZooModel, sus: ZooModel) -> str:
+    if sus.stage in EVASIONS:
+        return f"evasion-vs-other-{ref.stage}"
     if sus.stage in REFERENCE_STAGES:
         return f"{ref.stage}-{ref.stage}" if sus.stage == ref.stage else f"{sus.stage}-vs-other-{ref.stage}"
     return f"derivative-vs-other-{ref.stage}"
 
 
-def labelled_pairs(zoo: Zoo) -> list[Pair]:
-    """Positives (derivatives and init vs own pretrain) and negatives (different seed, same architecture)."""
+def labelled_pairs(zoo: Zoo, extra: list[ZooModel] | None = None) -> list[Pair]:
+    """Positives (derivatives, evasion kinds and init vs own pretrain; init vs its own rotated pretrain) and
+    negatives (different seed, same architecture)."""
     pairs: list[Pair] = []
     for arch in zoo.config.archs:
-        models = [m for m in zoo.models if m.arch == arch]
+        models = [m for m in [*zoo.models, *(extra or [])] if m.arch == arch]
         for seed in zoo.config.seeds:
             parent = zoo.get(arch, seed, "pretrain")
             for m in models:
                 if m.seed == seed and m.stage != "pretrain":
                     pairs.append(Pair(parent, m, True, m.stage))
+                if m.seed == seed and m.stage == "rotated":
+                    pairs.append(Pair(zoo.get(arch, seed, "init"), m, True, "init->rotated"))
         for ref in models:
             if ref.stage not in REFERENCE_STAGES:
                 continue
@@ -244,8 +289,8 @@ def run_pairs(test: str, pairs: list[Pair], fps: dict[str, Fingerprint], k: floa
         for p in group:
             ref = fps[p.reference.key]
             t0 = time.perf_counter()
-            if test == "calibrated":
-                res = calibrated_test(ref, sus, k=k)
+            if test == "calibrated":  # the default test, its basis check included
+                res = get_test("calibrated").run(ref, sus, k=k)
             elif test == "paper-analytical":
                 res = seedprints_test(ref, sus, k=k)
             elif test == "paper-empirical":
@@ -266,7 +311,7 @@ def _pair_record(p: Pair, res: SeedPrintsResult, secs: float) -> dict[str, Any]:
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     """AUC, TPR@1%FPR, FPR at alpha (overall and per class) and detection per positive kind."""
-    pos = [r for r in records if r["positive"] and r["kind"] != "init"]
+    pos = [r for r in records if r["positive"] and not r["kind"].startswith("init")]
     neg = [r for r in records if not r["positive"]]
     zp = np.array([r["z"] for r in pos])
     zn = np.array([r["z"] for r in neg])
@@ -286,7 +331,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                                         "inconclusive": int(sum(r["inconclusive"] for r in rs)),
                                         "z_mean": float(np.mean([r["z"] for r in rs])),
                                         "z_max": float(np.max([r["z"] for r in rs]))}
-    kinds = [k for k in ("init", "cpt", "ft", "lora", "int8", "int4", "prune30", "merge")
+    kinds = [k for k in ("init", "cpt", "ft", "lora", "int8", "int4", "prune30", "merge", *EVASIONS, "init->rotated")
              if any(r["positive"] and r["kind"] == k for r in records)]
     kinds += sorted({r["kind"] for r in records if r["positive"]} - set(kinds))
     for kind in kinds:
@@ -320,7 +365,8 @@ def cluster_fpr(records: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0
             "rate": float(x.sum() / n.sum()), "ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]}
 
 
-def seed_identification(zoo: Zoo, fps: dict[str, Fingerprint], test: str, k: float | None = None) -> dict[str, Any]:
+def seed_identification(zoo: Zoo, fps: dict[str, Fingerprint], test: str, k: float | None = None,
+                        extra: list[ZooModel] | None = None) -> dict[str, Any]:
     """Closed set: scan each derivative against all pretrain fingerprints of its architecture (MATCH with
     the right seed counts).  Open set: the same without its own seed's pretrain (NO MATCH counts)."""
     scan_test, kwargs = SCAN_ARGS[test]
@@ -328,7 +374,7 @@ def seed_identification(zoo: Zoo, fps: dict[str, Fingerprint], test: str, k: flo
     for arch in zoo.config.archs:
         lib = [(RefInfo(zoo.get(arch, s, "pretrain").key, arch, s), fps[zoo.get(arch, s, "pretrain").key])
                for s in zoo.config.seeds]
-        for m in zoo.models:
+        for m in [*zoo.models, *(extra or [])]:
             if m.arch != arch or m.stage in REFERENCE_STAGES:
                 continue
             rep = scan(fps[m.key], lib, alpha=ALPHA, test=scan_test, k=k, **kwargs)
@@ -349,7 +395,7 @@ def seed_identification(zoo: Zoo, fps: dict[str, Fingerprint], test: str, k: flo
 
 def evaluate(zoo: Zoo, budgets: dict[str, tuple[int, int, str]] | None = None, *, probes: tuple[str, ...] = PROBE_KINDS,
              tests: tuple[str, ...] = TESTS, device: str = "cpu", cache_dir: Path | None = None, k: float | None = None,
-             say: Say | None = None) -> dict[str, Any]:
+             say: Say | None = None, evasions: bool = True) -> dict[str, Any]:
     """The whole benchmark on a built zoo; returns a JSON-ready dict (see module docstring).
 
     k=None: each test's default (calibrated: 0.10 of D, all D for every-position probes; paper: 0.10)."""
@@ -359,7 +405,9 @@ def evaluate(zoo: Zoo, budgets: dict[str, tuple[int, int, str]] | None = None, *
     cache = FingerprintCache(cache_dir or zoo.root / "fingerprints")
     specs = make_specs(zoo, budgets, probes, device)
     fps, extraction = fingerprint_zoo(zoo, specs, cache, device, say)
-    pairs = labelled_pairs(zoo)
+    extra = evasion_models(zoo) if evasions else []
+    fingerprint_evasions(extra, specs, fps, device, say)
+    pairs = labelled_pairs(zoo, extra)
     results: list[dict[str, Any]] = []
     for (kind, budget), spec in specs.items():
         ex = extraction[f"{kind}/{budget}"]
@@ -368,7 +416,8 @@ def evaluate(zoo: Zoo, budgets: dict[str, tuple[int, int, str]] | None = None, *
             t0 = time.perf_counter()
             records = run_pairs(test, pairs, fps[(kind, budget)], k)
             summary = summarise(records)
-            summary["seed_id"] = seed_identification(zoo, fps[(kind, budget)], test, k) if test in SCAN_ARGS else None
+            summary["seed_id"] = (seed_identification(zoo, fps[(kind, budget)], test, k, extra)
+                                  if test in SCAN_ARGS else None)
             per_model = ex["extract_seconds_per_model"]
             results.append({
                 "test": test, "probe": kind, "budget": budget, "n_samples": spec.n_samples,

@@ -235,8 +235,12 @@ def zoo_root(config: ZooConfig, root: Path | None = None) -> Path:
     return Path(root) if root is not None else home() / "zoo" / f"{config.name}-{config.key}"
 
 
-def build_zoo(config: ZooConfig = FULL, root: Path | None = None, progress: ProgressCallback | None = None) -> Zoo:
-    """Build (or resume, or reuse) a zoo; each (architecture, seed) unit is written once and marked done."""
+def build_zoo(config: ZooConfig = FULL, root: Path | None = None, progress: ProgressCallback | None = None,
+              only_arch: str | None = None) -> Zoo | None:
+    """Build (or resume, or reuse) a zoo; each (architecture, seed) unit is written once and marked done.
+
+    ``only_arch`` builds that architecture's units alone (so that one process per architecture can build
+    a zoo in parallel) and returns None; the zoo is returned once every unit is done."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -249,11 +253,13 @@ def build_zoo(config: ZooConfig = FULL, root: Path | None = None, progress: Prog
     units = [(a, s) for a in config.archs for s in config.seeds]
     for i, (arch, seed) in enumerate(units):
         unit = root / arch / f"seed{seed}"
-        if (unit / "done.json").is_file():
+        if (unit / "done.json").is_file() or (only_arch is not None and arch != only_arch):
             continue
         say(f"building {arch} seed {seed}", i, len(units))
         shutil.rmtree(unit, ignore_errors=True)
         _build_unit(config, arch, seed, unit, data)
+    if only_arch is not None:
+        return None
     manifest = {"version": ZOO_VERSION, "config": dataclasses.asdict(config), "key": config.key,
                 "corpora": data["hashes"], "units": {}}
     for arch, seed in units:

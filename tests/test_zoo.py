@@ -181,7 +181,7 @@ def test_labelled_pairs(zoo):
 
 
 def test_accuracy_evaluate_quick(zoo, tmp_path):
-    report = accuracy.evaluate(zoo, {"quick": (200, 16, "last")}, cache_dir=tmp_path / "fp")
+    report = accuracy.evaluate(zoo, {"quick": (200, 16, "last")}, cache_dir=tmp_path / "fp", evasions=False)
     rows = {(r["test"], r["probe"]): r for r in report["results"]}
     assert set(rows) == {(t, p) for t in accuracy.TESTS for p in accuracy.PROBE_KINDS}
     for r in rows.values():
@@ -203,9 +203,17 @@ def test_accuracy_evaluate_quick(zoo, tmp_path):
     ext2 = again["extraction"]["token/quick"]
     assert ext2["from_cache"] == 12 and ext2["extract_seconds_total"] == pytest.approx(ext["extract_seconds_total"],
                                                                                         abs=1e-3)
-    assert again["results"][0]["auc"] == rows[("calibrated", "token")]["auc"]
+    first = {(r["reference"], r["suspect"]): r["z"] for r in rows[("calibrated", "token")]["pairs"]}
+    assert {(r["reference"], r["suspect"]): r["z"] for r in again["results"][0]["pairs"]
+            if (r["reference"], r["suspect"]) in first} == first
+    # quick feeds every one of the 512 token ids, so no anchor rows are left and the basis check cannot run
+    assert again["results"][0]["detection"]["rotated"]["x"] == 0
     # an every-position budget: the calibrated test reads N x L rows and every dimension
     fast = again["results"][1]
-    assert fast["budget"] == "fast" and fast["positions"] == "all" and len(fast["pairs"]) == 57
+    # with the evasion kinds (5 per seed, made in memory): 3 x 6 more positives, 6 references x 10 more negatives
+    assert fast["budget"] == "fast" and fast["positions"] == "all" and len(fast["pairs"]) == 57 + 18 + 60
     assert fast["detection"]["int8"]["x"] == 3
+    for kind in accuracy.EVASIONS:  # the basis check brings every permuted or rotated copy back
+        assert fast["detection"][kind]["x"] == 3, kind
+    assert fast["negative_classes"]["evasion-vs-other-pretrain"]["n"] == 30
     assert "fast (N=50, L=4, every position)" in accuracy.markdown(again)
