@@ -351,10 +351,16 @@ def cluster_fpr(records: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0
     binomial interval, which assumes independent pairs, is too narrow.  Clusters are resampled
     with replacement and the pooled rate recomputed (percentile interval).
     """
-    clusters: dict[tuple[str, str], list[int]] = {}
+    clusters: dict[Any, list[int]] = {}
     for r in records:
         if not r["positive"]:
             clusters.setdefault((r["reference"], r["suspect"].rsplit("/", 1)[0]), []).append(int(r["significant"]))
+    return cluster_bootstrap(clusters, n_boot, seed)
+
+
+def cluster_bootstrap(clusters: dict[Any, list[int]], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Pooled rate of 0/1 outcomes grouped in clusters, with a 95% percentile interval from resampling
+    the clusters with replacement."""
     x = np.array([sum(v) for v in clusters.values()], dtype=np.float64)
     n = np.array([len(v) for v in clusters.values()], dtype=np.float64)
     if len(n) == 0:

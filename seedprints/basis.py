@@ -4,17 +4,23 @@ An adversary can permute, sign-flip or rotate a model's residual stream without 
 outputs (:mod:`seedprints.evasion`); the re-pairing test pairs dimension j with dimension j, so
 that alone turns a MATCH into NO MATCH.  A fingerprint therefore also stores the input-embedding
 rows of a fixed set of *anchor* tokens that the probe never feeds (format version 3).  The
-orthogonal Procrustes fit between the two models' anchor rows estimates the change of basis
-R (suspect -> reference); the calibrated test is run on the suspect's features as they are and
-after ``@ R``, and the smaller p-value is doubled (Bonferroni over the two readings).
+suspect's anchor table must first look like the reference's in another basis (:func:`anchor_similarity`,
+which no change of basis moves, at least :data:`GATE`); only then does an orthogonal Procrustes fit between the
+two anchor tables estimate the change of basis R (suspect -> reference), the calibrated test is run on the
+suspect's features as they are and after ``@ R``, and the smaller p-value is doubled (Bonferroni over the two
+readings).  Below the gate the test is the plain calibrated test, unchanged.
 
 Why the level holds when one of the two models is an independent random init (or any model whose
 distribution is invariant under rotations of its residual basis): its probe features depend on the
 embedding rows of the probe's tokens and on its layers, never on the anchor rows, so R is
 independent of them; a fixed rotation of such a model's features is distributed as the features
 themselves, so its dimensions stay exchangeable and the re-pairing null stays exact.  Two *trained*
-models of different seeds fall outside that argument (training on shared data can make their
-anchor rows alignable); their level is measured (bench/calibration.py, bench/evasion.py).
+models of different seeds fall outside that argument: training on shared data makes their embedding
+tables alignable, and without the gate the aligned reading calls them related (measured on the mini
+zoo: every such pair).  The gate keeps them out: their anchor similarity stays far below it (about 0.1
+on the mini zoo), while a re-expressed copy of the same weights scores about 1.  So a false MATCH
+needs the plain reading to be wrong (probability alpha) or an unrelated pair to pass the gate, which
+bench/calibration.py and bench/evasion.py count.
 """
 
 from __future__ import annotations
@@ -49,12 +55,12 @@ def anchor_ids(spec: ProbeSpec, d: int) -> np.ndarray | None:
     return np.sort(rng.choice(free, min(len(free), ANCHORS_PER_DIM * d), replace=False)).astype(np.int64)
 
 
-def unavailable_reason(spec: ProbeSpec, d: int) -> str:
+def unavailable_reason(spec: ProbeSpec) -> str:
     """Why a probe gives no anchors (for messages)."""
     if spec.kind != "token":
         return "embedding probes feed no tokens, so they keep no anchor rows"
-    return (f"the probe uses so many of its {spec.vocab_range} token ids that fewer than D + {MIN_SPARE_ANCHORS} "
-            "are left as anchors; use a smaller probe such as fast or quick")
+    return (f"the probe feeds so many of its {spec.vocab_range} token ids that fewer than D + {MIN_SPARE_ANCHORS} "
+            "are left as anchors; fingerprint the models with a probe that feeds fewer tokens, such as fast")
 
 
 def embedding_rows(model: Any, ids: np.ndarray) -> np.ndarray:
@@ -71,6 +77,31 @@ def fit_rotation(suspect_anchors: np.ndarray, reference_anchors: np.ndarray) -> 
     m = np.asarray(suspect_anchors, dtype=np.float64).T @ np.asarray(reference_anchors, dtype=np.float64)
     u, _, vt = np.linalg.svd(m)
     return u @ vt
+
+
+#: the aligned reading is taken only when the two anchor tables are this similar (:func:`anchor_similarity`)
+GATE = 0.5
+#: anchor rows the similarity reads (their cosine Gram matrix)
+GATE_ROWS = 256
+
+
+def anchor_similarity(suspect_anchors: np.ndarray, reference_anchors: np.ndarray, rows: int = GATE_ROWS) -> float:
+    """How much the two anchor tables look like one table in two bases: the correlation between the
+    off-diagonal entries of their cosine Gram matrices (rows centred), over the first ``rows`` anchors.
+
+    Any orthogonal change of basis leaves a Gram matrix unchanged, so a permuted or rotated copy scores
+    1; two independent tables score about 0.  No fitting is involved.
+    """
+    def gram(a: np.ndarray) -> np.ndarray:
+        x = np.asarray(a[:rows], dtype=np.float64)
+        x = x - x.mean(axis=0)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+        return (x @ x.T)[np.triu_indices(len(x), 1)]
+
+    g_s, g_r = gram(suspect_anchors), gram(reference_anchors)
+    if g_s.std() == 0 or g_r.std() == 0:
+        return 0.0
+    return float(np.corrcoef(g_s, g_r)[0, 1])
 
 
 #: a dimension counts as "kept" or "moved" when one entry of its row of R carries this much of it
@@ -153,6 +184,11 @@ def anchors_of(x: Any) -> np.ndarray | None:
 
 
 # ---------------------------------------------------------------------------- the test with the basis check
+def plain_d(x: Any) -> int:
+    """Hidden size D of a fingerprint-like object (its column means)."""
+    return int(len(x.column_means))
+
+
 def _plain_source(x: Any) -> Any:
     """The fingerprint behind a prepared (ranked) model, or the model itself."""
     return getattr(x, "source", x)
@@ -162,8 +198,9 @@ def calibrated_basis_test(reference: Any, suspect: Any, *, k: float | int | None
                           n_permutations: int | None = None, seed: int = 0, basis_check: bool = True) -> Any:
     """The calibrated re-pairing test, read as the suspect is and after bringing its basis into the reference's.
 
-    Returns the reading with the smaller p-value, its p doubled (Bonferroni over the two readings);
-    ``details['basis']`` records both readings and what the fitted change of basis looks like.
+    Below the gate (:func:`anchor_similarity` < :data:`GATE`) it is the plain calibrated test; above it, the
+    reading with the smaller p-value, its p doubled (Bonferroni over the two readings).
+    ``details['basis']`` records the similarity, both readings and what the fitted change of basis looks like.
     Without anchor rows on both sides (older fingerprints, embedding probes) it is the plain calibrated test,
     and ``details['basis']['checked']`` is False with the reason.
     """
@@ -178,19 +215,30 @@ def calibrated_basis_test(reference: Any, suspect: Any, *, k: float | int | None
     ids_r, ids_s = getattr(ref_fp, "anchor_ids", None), getattr(sus_fp, "anchor_ids", None)
     if not basis_check or ra is None or sa is None or ids_r is None or ids_s is None \
             or not np.array_equal(ids_r, ids_s) or ra.shape != sa.shape or plain.inconclusive:
-        why = ("not requested" if not basis_check else "the models' fingerprints do not both carry anchor rows "
-               "(made before format version 3, or with a probe that keeps none): re-fingerprint them to check")
+        spec = getattr(ref_fp, "spec", None)
+        if not basis_check:
+            why = "not requested"
+        elif spec is not None and anchor_ids(spec, plain_d(ref_fp)) is None:
+            why = unavailable_reason(spec)
+        else:
+            why = ("the models' fingerprints do not both carry anchor rows (one was made before fingerprint format "
+                   "version 3): re-fingerprint them to check")
         if plain.inconclusive and basis_check and ra is not None and sa is not None:
             why = "the plain test was inconclusive"
         return dataclasses.replace(plain, details={**plain.details, "basis": {"checked": False, "reason": why}})
+    similarity = anchor_similarity(sa, ra)
+    info: dict[str, Any] = {"checked": True, "anchor_similarity": similarity, "gate": GATE, "n_anchors": int(len(ra)),
+                            "z_as_is": plain.z, "log10_p_as_is": plain.log10_pvalue}
+    if similarity < GATE:  # not one embedding table in two bases: the reading as is decides, unchanged
+        info.update(reading="as is", change=None, aligned=False,
+                    describe="its anchor rows are not a re-expressed copy of the reference's")
+        return dataclasses.replace(plain, details={**plain.details, "basis": info})
     r = fit_rotation(sa, ra)
     aligned = calibrated_test(reference, SuspectRanks(rotated(sus_fp, r)), **kw)
     best, reading = (aligned, "aligned") if aligned.log10_pvalue < plain.log10_pvalue else (plain, "as is")
     log10_p = log10_bounded_p(best.log10_pvalue + math.log10(2.0))
     change = classify(r)
-    info = {"checked": True, "reading": reading, "change": change.kind, "detail": change.to_dict(),
-            "describe": change.describe(), "z_as_is": plain.z, "z_aligned": aligned.z,
-            "log10_p_as_is": plain.log10_pvalue, "log10_p_aligned": aligned.log10_pvalue,
-            "n_anchors": int(len(ra))}
+    info.update(reading=reading, aligned=True, change=change.kind, detail=change.to_dict(), describe=change.describe(),
+                z_aligned=aligned.z, log10_p_aligned=aligned.log10_pvalue)
     return dataclasses.replace(best, log10_pvalue=log10_p, pvalue=p_from_log10(log10_p),
                                method="calibrated-repairing+basis", details={**best.details, "basis": info})

@@ -249,11 +249,13 @@ def _result_text(r: SeedPrintsResult, alpha: float) -> str:
     text = (f"{verdict} at alpha={alpha:g}: {measure} = {r.statistic:.4f} over k = {r.k} columns ({rows}), "
             f"z = {r.z:.2f}, p = {format_p(r.log10_pvalue)} (log10 p = {r.log10_pvalue:.2f}), {r.method}, {r.mode} mode")
     basis = r.details.get("basis")
-    if basis and basis.get("checked"):
-        text += (f"; basis check: z = {basis['z_as_is']:.2f} as is, {basis['z_aligned']:.2f} aligned "
-                 f"(p doubled for the two readings)")
+    if basis and basis.get("aligned"):
+        text += (f"; basis check: anchor similarity {basis['anchor_similarity']:.2f}, z = {basis['z_as_is']:.2f} "
+                 f"as is, {basis['z_aligned']:.2f} aligned (p doubled for the two readings)")
         if r.significant(alpha) and basis["reading"] == "aligned" and basis["change"] != "unchanged":
             text += f"; {basis['describe']}"
+    elif basis and basis.get("checked"):
+        text += f"; basis check: anchor similarity {basis['anchor_similarity']:.2f}, below {basis['gate']:g}, so read as is"
     elif basis:
         text += f"; basis check not run: {basis['reason']}"
     return text

@@ -18,6 +18,8 @@ import torch
 from .audit import ModelLike, fingerprint_model
 from .derive import fine_tune, magnitude_prune, quantize_weights, weight_noise
 from .errors import LibraryError
+from .basis import anchor_ids, unavailable_reason
+from .evasion import UnsupportedReparameterisation
 from .extract import CancelToken
 from .progress import ProgressCallback, scaled
 from .library import Library
@@ -53,7 +55,22 @@ def modifications(*, ft_steps: int = 30, ft_lr: float = 1e-4, ft_text: str | Non
                                           seed=seed, text=ft_text)),
         "noise": (f"Gaussian weight noise, {noise:.0%} of each tensor's std", lambda m: weight_noise(m, rel=noise, seed=7)),
         "prune": (f"{prune:.0%} magnitude pruning", lambda m: magnitude_prune(m, prune)),
+        # an adversary's function-preserving changes (seedprints.evasion): the model's outputs stay the same
+        "permute": ("hidden dimensions permuted and sign-flipped (same outputs)",
+                    lambda m: _evasion(m, "permuted", seed)),
+        "rotate": ("hidden basis rotated after folding the norms (same outputs)", lambda m: _evasion(m, "rotated", seed)),
     }
+
+
+#: the modifications that change the hidden basis: they need the basis check (anchor rows) to survive
+EVASION_MODIFICATIONS = ("permute", "rotate")
+
+
+def _evasion(model: torch.nn.Module, kind: str, seed: int) -> torch.nn.Module:
+    """The evasion ``kind`` applied to ``model`` (UnsupportedReparameterisation for architectures it does not fit)."""
+    from .evasion import ATTACKS
+
+    return ATTACKS[kind](model, seed).model
 
 
 #: the robustness panel's modifications
@@ -121,7 +138,18 @@ def robustness_check(
             model, desc = loaded.model, "the suspect as given"
         else:
             desc, fn = MODIFICATIONS[mod]
-            model = fn(loaded.model)
+            why = None
+            if mod in EVASION_MODIFICATIONS and anchor_ids(spec, loaded.facts.hidden_size or 0) is None:
+                why = f"this probe keeps no anchor rows, so the basis check cannot run: {unavailable_reason(spec)}"
+            else:
+                try:
+                    model = fn(loaded.model)
+                except UnsupportedReparameterisation as exc:  # e.g. a rotation of a LayerNorm model
+                    why = str(exc)
+            if why is not None:
+                rows.append(RobustnessRow(mod, f"{desc}: not applicable ({why})", "NOT APPLICABLE", None, None, None,
+                                          math.nan, math.nan, False))
+                continue
         fp = fingerprint_model(wrap_model(model, f"{loaded.name}+{mod}"), spec, progress=scaled(progress, i, steps),
                                 cancel=cancel)
         rep = scan(fp, refs, alpha=alpha, test=test)  # type: ignore[arg-type]

@@ -104,7 +104,7 @@ def _basis_sentences(top: ScanRow | None, rows: list[ScanRow]) -> str:
     """What the verdict adds about the basis: a re-parameterised match, or a check that could not run."""
     out = ""
     info = top.result.details.get("basis") if top is not None else None
-    if info and info.get("checked") and info.get("reading") == "aligned" and info.get("change") != "unchanged":
+    if info and info.get("aligned") and info.get("reading") == "aligned" and info.get("change") != "unchanged":
         out += (f" The suspect matched only after its hidden basis was aligned to the reference's: "
                 f"{info['describe']}. Such a change is made on purpose, and is itself evidence that the "
                 "model's origin was being hidden.")

@@ -9,7 +9,8 @@ import torch
 
 from seedprints import evasion as ev
 from seedprints.audit import compare, fingerprint_model
-from seedprints.basis import anchor_ids, classify, fit_rotation
+from seedprints.basis import GATE, anchor_ids, anchor_similarity, classify, fit_rotation
+from seedprints.stats import calibrated_test
 from seedprints.fingerprint import load_fingerprint
 from seedprints.probes import preset
 from seedprints.verdict import scan
@@ -88,6 +89,18 @@ def test_procrustes_recovers_a_known_rotation_and_classifies_it():
     assert classify(q).kind == "rotation"
     part = classify(ev.block_rotation(40, 1, 0.25))
     assert part.kind == "partial rotation" and part.mixed == 10 and part.kept == 30
+    # the gate: no change of basis moves it; independent tables sit near 0
+    assert anchor_similarity(a @ q, a) == pytest.approx(1.0, abs=1e-12)
+    assert abs(anchor_similarity(rng.standard_normal((300, 40)), a)) < 0.05
+    # by hand: the correlation of the upper-triangle cosine-Gram entries of the centred rows
+    x, y = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+
+    def cos_gram(t):
+        t = t - t.mean(axis=0)
+        t = t / np.linalg.norm(t, axis=1, keepdims=True)
+        return [float(t[i] @ t[j]) for i in range(5) for j in range(i + 1, 5)]
+
+    assert anchor_similarity(x, y) == pytest.approx(np.corrcoef(cos_gram(x), cos_gram(y))[0, 1])
 
 
 def test_anchor_tokens_are_never_fed_by_the_probe():
@@ -123,7 +136,11 @@ def test_basis_check_restores_the_match_and_names_the_change(fps):
     same = compare(fps["base"], fps["base"]).details["basis"]
     assert same["change"] == "unchanged" and same["reading"] == "as is"
     for name in ("other", "other-rotated"):
-        assert not compare(fps["base"], fps[name]).significant(), name
+        res = compare(fps["base"], fps[name])
+        basis = res.details["basis"]
+        assert not res.significant() and basis["anchor_similarity"] < GATE and not basis["aligned"], name
+        # below the gate the default test is the plain calibrated test, p not doubled
+        assert res.log10_pvalue == calibrated_test(fps["base"], fps[name]).log10_pvalue
 
 
 def test_verdict_card_and_json_say_the_basis_was_changed(fps):

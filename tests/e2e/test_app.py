@@ -216,10 +216,10 @@ def test_robustness_panel_shows_the_match_survives(page):
     page.click("#robust-btn")
     page.wait_for_selector("#robust-status .sp-msg-ok", timeout=300_000)
     table = page.inner_text("#robust-table")
-    for mod in ("none", "int8", "int4", "fine-tune", "noise", "prune"):
+    for mod in ("none", "int8", "int4", "fine-tune", "noise", "prune", "permute", "rotate"):
         assert mod in table
     page.wait_for_function("() => { const p = document.querySelector('#robust-plot .js-plotly-plot');"
-                           " return p && p._fullData[0].x.length === 6 }")
+                           " return p && p._fullData[0].x.length === 8 }")
 
 
 def test_public_mode_upload_limit_and_cleanup(browser, public_server, small_model, big_suspect):

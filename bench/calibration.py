@@ -1,0 +1,199 @@
+"""Calibration bench: the default test's false-positive level on many independent negatives.
+
+Run:  python bench/calibration.py [--zoo mini|full] [--inits 1000] [--trained-seeds 24] [--threads N]
+Writes bench/results/calibration.json and calibration.md (or --out).
+
+Negatives are ordered (reference, suspect) pairs of one architecture and different seeds, scored
+with the default test (calibrated, basis check included) at the default probe:
+
+- random inits: torch seeds 100000.. of the zoo configuration (seedprints.zoo.new_model), made in
+  memory and never saved; each is one independent unit;
+- trained seeds: the zoo's pretraining recipe (new_model(seed), then the zoo's pretrain schedule on
+  its pretrain corpus) for seeds 0..S-1 per architecture; each seed is one independent unit.  A
+  rotated copy of each (seedprints.evasion) is scored too, as the adversary's move an innocent party
+  could also make.
+
+Classes: ``init-vs-trained`` (reference a random init, suspect a trained model), ``trained-vs-init``,
+``init-vs-init`` (consecutive random inits), ``trained-vs-other-trained`` and
+``rotated-trained-vs-other-trained``.  Each class's interval is a cluster bootstrap over its
+independent units (a unit's pairs succeed or fail together), beside the exact binomial interval
+over pairs.  Trained models are cached as fingerprints under the work dir, so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from accuracy import cluster_bootstrap, machine, rate, write_results  # noqa: E402  (also sets the offline environment)
+
+import torch  # noqa: E402
+
+from seedprints import evasion  # noqa: E402
+from seedprints.audit import fingerprint_model  # noqa: E402
+from seedprints.fingerprint import Fingerprint, load_fingerprint  # noqa: E402
+from seedprints.methods import DEFAULT_ALPHA, DEFAULT_TEST, get_test  # noqa: E402
+from seedprints.paths import home  # noqa: E402
+from seedprints.probes import DEFAULT_PRESET, preset  # noqa: E402
+from seedprints.stats import SuspectRanks  # noqa: E402
+from seedprints.zoo import FULL, MINI, ZooConfig, _prepare_data, new_model, train, zoo_root  # noqa: E402
+
+INIT_SEED0 = 100_000
+
+
+def say(msg: str) -> None:
+    print(time.strftime("[%H:%M:%S]"), msg, flush=True)
+
+
+def trained_fingerprints(config: ZooConfig, arch: str, seeds: range, spec: Any,
+                         work: Path) -> tuple[dict[int, Fingerprint], dict[int, Fingerprint]]:
+    """Fingerprints of the zoo-recipe pretrained model of each seed and of a rotated copy of it (built once,
+    cached as fingerprint files)."""
+    data = None
+    trained, rotated = {}, {}
+    folder = work / f"{config.name}-{config.key}" / arch
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        path, rot_path = (folder / f"{kind}-seed{seed}-{spec.id}.safetensors" for kind in ("pretrain", "rotated"))
+        if path.exists() and rot_path.exists():
+            trained[seed], rotated[seed] = load_fingerprint(path), load_fingerprint(rot_path)
+            continue
+        if data is None:
+            zoo_root(config).mkdir(parents=True, exist_ok=True)
+            data = _prepare_data(config, zoo_root(config))
+        t0 = time.perf_counter()
+        model = new_model(arch, config, seed)
+        train(model, data["pretrain"], data["val"], config, config.pretrain_steps, config.pretrain_lr, data_seed=1)
+        model.eval()
+        trained[seed] = fingerprint_model(model, spec, name=f"{arch}/seed{seed}/pretrain")
+        rotated[seed] = fingerprint_model(evasion.rotate_hidden(model, seed).model, spec,
+                                          name=f"{arch}/seed{seed}/pretrain-rotated")
+        rotated[seed].save(rot_path)
+        trained[seed].save(path)
+        say(f"trained {arch} seed {seed} in {time.perf_counter() - t0:.0f} s")
+    return trained, rotated
+
+
+def _significant(res: Any, alpha: float) -> bool:
+    return bool(res.significant(alpha))
+
+
+def score_arch(config: ZooConfig, arch: str, n_inits: int, trained: dict[int, Fingerprint],
+               rotated: dict[int, Fingerprint], spec: Any, alpha: float) -> list[dict[str, Any]]:
+    """Every negative pair of one architecture: (class, unit, significant, z)."""
+    test = get_test(DEFAULT_TEST).run
+    records: list[dict[str, Any]] = []
+
+    def add(cls: str, unit: str, res: Any) -> None:
+        basis = res.details.get("basis") or {}
+        records.append({"class": cls, "unit": unit, "significant": _significant(res, alpha), "z": round(float(res.z), 3),
+                        "reading": basis.get("reading"), "anchor_similarity": basis.get("anchor_similarity")})
+
+    prepared = {s: SuspectRanks(fp) for s, fp in trained.items()}
+    prepared_rot = {s: SuspectRanks(fp) for s, fp in rotated.items()}
+    seeds = sorted(trained)
+    for a in seeds:
+        for b in seeds:
+            if a != b:
+                pair = f"{min(a, b)}-{max(a, b)}"
+                add("trained-vs-other-trained", pair, test(trained[a], prepared[b]))
+                add("rotated-trained-vs-other-trained", pair, test(trained[a], prepared_rot[b]))
+    previous: Fingerprint | None = None
+    for i in range(n_inits):
+        seed = INIT_SEED0 + i
+        init = fingerprint_model(new_model(arch, config, seed).eval(), spec, name=f"{arch}/init{seed}")
+        init_ranks = SuspectRanks(init)
+        for s in seeds:
+            add("init-vs-trained", str(seed), test(init, prepared[s]))
+            add("trained-vs-init", str(seed), test(trained[s], init_ranks))
+        if previous is not None:
+            add("init-vs-init", str(seed), test(previous, init_ranks))
+        previous = init
+        if (i + 1) % 100 == 0:
+            say(f"{arch}: {i + 1}/{n_inits} random inits scored")
+    return records
+
+
+def cluster_interval(records: list[dict[str, Any]]) -> list[float]:
+    """95% interval of the pooled rate, resampling independent units with replacement."""
+    units: dict[str, list[int]] = {}
+    for r in records:
+        units.setdefault(r["unit"], []).append(int(r["significant"]))
+    return cluster_bootstrap(units)["ci95"]
+
+
+def summarise(records: list[dict[str, Any]], arch: str) -> list[dict[str, Any]]:
+    out = []
+    for cls in sorted({r["class"] for r in records}):
+        rs = [r for r in records if r["class"] == cls]
+        fp = sum(r["significant"] for r in rs)
+        units = {r["unit"] for r in rs}
+        out.append({"class": f"{arch}/{cls}", "n": len(rs), "n_independent": len(units), "fp": fp,
+                    "rate": fp / len(rs), "ci95": cluster_interval(rs), "ci95_pairs_exact": rate(fp, len(rs))["ci95"],
+                    "max_z": max(r["z"] for r in rs),
+                    "max_anchor_similarity": max((r["anchor_similarity"] for r in rs if r["anchor_similarity"] is not None),
+                                                 default=None),
+                    "aligned_reading_fp": sum(r["significant"] and r["reading"] == "aligned"
+                                                                               for r in rs)})
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    lines = [f"# Calibration of the default test (`{rep['probe']}` probe, {rep['test']}), alpha = {rep['alpha']}", "",
+             f"Zoo configuration `{rep['zoo']}`; {rep['inits']} random inits and {rep['trained_seeds']} trained seeds per "
+             "architecture. Generated by `python bench/calibration.py`.", "",
+             "| class | pairs | independent units | false positives | rate % | 95% CI % (cluster) | exact CI % (pairs) | "
+             "via the aligned reading | largest z | largest anchor similarity |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in rep["classes"]:
+        lines.append(f"| {c['class']} | {c['n']} | {c['n_independent']} | {c['fp']} | {_pct(c['rate'])} | "
+                     f"{_pct(c['ci95'][0])}-{_pct(c['ci95'][1])} | {_pct(c['ci95_pairs_exact'][0])}-"
+                     f"{_pct(c['ci95_pairs_exact'][1])} | {c['aligned_reading_fp']} | {c['max_z']} | "
+                     f"{'-' if c['max_anchor_similarity'] is None else round(c['max_anchor_similarity'], 3)} |")
+    m = rep["machine"]
+    lines += ["", f"Machine: {m.get('cores')} cores, torch {m.get('torch')}; load average at start {m.get('loadavg_start')}; "
+              f"{rep['seconds'] / 60:.1f} min."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--zoo", choices=["full", "mini"], default="full")
+    ap.add_argument("--inits", type=int, default=1000)
+    ap.add_argument("--trained-seeds", type=int, default=24)
+    ap.add_argument("--work-dir", type=Path, default=None, help="trained fingerprints (default $SEEDPRINTS_HOME/calibration)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "calibration.json")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    config = FULL if args.zoo == "full" else MINI
+    spec = preset(DEFAULT_PRESET, vocab_range=config.vocab)
+    work = args.work_dir or home() / "calibration"
+    info = machine()
+    classes: list[dict[str, Any]] = []
+    for arch in config.archs:
+        trained, rotated = trained_fingerprints(config, arch, range(args.trained_seeds), spec, work)
+        records = score_arch(config, arch, args.inits, trained, rotated, spec, DEFAULT_ALPHA)
+        classes += summarise(records, arch)
+    report = {"probe": DEFAULT_PRESET, "probe_id": spec.id, "test": DEFAULT_TEST, "alpha": DEFAULT_ALPHA,
+              "zoo": f"{config.name}-{config.key}", "inits": args.inits, "trained_seeds": args.trained_seeds,
+              "classes": classes, "machine": info, "seconds": round(time.perf_counter() - t0, 1)}
+    write_results(args.out, report, markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
