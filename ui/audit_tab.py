@@ -213,14 +213,15 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
             robust_table = gr.Dataframe(interactive=False, elem_id="robust-table", wrap=True)
             robust_plot = gr.Plot(elem_id="robust-plot", show_label=False)
 
-    form = [*model.inputs, lib_choice, probe_choice, test_choice, alpha, trust, visitor]
-    audit_view = TaskView(status, [verdict, ranked, heat, umap_plot, evidence, download, download_report, command,
-                                   results], render_audit, idle="Ready. Choose a suspect and press Run audit.")
-    wire(server.queue, audit_view, run_btn, form, lambda *v: start_audit(server, *v), cancel_btn)
-    robust_view = TaskView(robust_status, [robust_table, robust_plot],
-                           lambda rows: [views.robustness_table(rows), robustness_chart(rows)],
-                           idle="Press Check robustness to test the chosen suspect.")
-    wire(server.queue, robust_view, robust_btn, form, lambda *v: start_robustness(server, *v), robust_cancel)
-    lib_choice.change(lambda lib, who: audit_probe_choices(server, lib, who), [lib_choice, visitor], probe_choice,
-                      queue=False)
+        # wired inside the tab: the hidden parts of a task (State, Timer) must not sit between tabs (ui.tasks)
+        form = [*model.inputs, lib_choice, probe_choice, test_choice, alpha, trust, visitor]
+        audit_view = TaskView(status, [verdict, ranked, heat, umap_plot, evidence, download, download_report, command,
+                                       results], render_audit, idle="Ready. Choose a suspect and press Run audit.")
+        wire(server.queue, audit_view, run_btn, form, lambda *v: start_audit(server, *v), cancel_btn)
+        robust_view = TaskView(robust_status, [robust_table, robust_plot],
+                               lambda rows: [views.robustness_table(rows), robustness_chart(rows)],
+                               idle="Press Check robustness to test the chosen suspect.")
+        wire(server.queue, robust_view, robust_btn, form, lambda *v: start_robustness(server, *v), robust_cancel)
+        lib_choice.change(lambda lib, who: audit_probe_choices(server, lib, who), [lib_choice, visitor], probe_choice,
+                          queue=False)
     return AuditTab(lib_choice, probe_choice)

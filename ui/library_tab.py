@@ -204,27 +204,28 @@ def build_library_tab(server: Server, visitor: gr.State) -> LibraryTab:
                 import_file = gr.File(label="Library .zip to import", file_types=[".zip"], elem_id="import-file")
                 import_btn = gr.Button("Import", elem_id="import-btn")
 
-    view_outputs = [table, rm_name, lib_msg]
-    add_view = TaskView(add_status, view_outputs, lambda _, lib, who: library_view(lib, who),
-                        render_inputs=[lib_choice, visitor],
-                        done=lambda added: added, idle="Fill in the form and press Fingerprint and add.")
-    inputs = [model.source, model.files, model.hub_id, model.local_path, lib_choice, add_probe, add_name, add_family,
-              add_seed, add_notes, add_full, visitor]
+        # wired inside the tab: the hidden parts of a task (State, Timer) must not sit between tabs (ui.tasks)
+        view_outputs = [table, rm_name, lib_msg]
+        add_view = TaskView(add_status, view_outputs, lambda _, lib, who: library_view(lib, who),
+                            render_inputs=[lib_choice, visitor],
+                            done=lambda added: added, idle="Fill in the form and press Fingerprint and add.")
+        inputs = [model.source, model.files, model.hub_id, model.local_path, lib_choice, add_probe, add_name,
+                  add_family, add_seed, add_notes, add_full, visitor]
 
-    def start_add(*values: Any) -> Submission:
-        form = check_add(server, *values)
-        return Submission(f"adding {form.name} to {form.lib_label}", lambda job: run_add(server, form, job))
+        def start_add(*values: Any) -> Submission:
+            form = check_add(server, *values)
+            return Submission(f"adding {form.name} to {form.lib_label}", lambda job: run_add(server, form, job))
 
-    wire(server.queue, add_view, add_btn, inputs, start_add, add_cancel)
-    tab.select(library_view, [lib_choice, visitor], view_outputs, queue=False)
-    lib_choice.change(library_view, [lib_choice, visitor], view_outputs, queue=False)
-    lib_choice.change(lambda lib, who: add_probe_choices(server, lib, who), [lib_choice, visitor], add_probe,
-                      queue=False)
-    rm_btn.click(remove, [lib_choice, rm_name, visitor], view_outputs, concurrency_limit=1)
+        wire(server.queue, add_view, add_btn, inputs, start_add, add_cancel)
+        tab.select(library_view, [lib_choice, visitor], view_outputs, queue=False)
+        lib_choice.change(library_view, [lib_choice, visitor], view_outputs, queue=False)
+        lib_choice.change(lambda lib, who: add_probe_choices(server, lib, who), [lib_choice, visitor], add_probe,
+                          queue=False)
+        rm_btn.click(remove, [lib_choice, rm_name, visitor], view_outputs, concurrency_limit=1)
 
-    def export_for(lib: str, who: str | None, request: gr.Request) -> tuple[Any, str]:
-        return export(lib, who, server.download_dir(session_of(request)))
+        def export_for(lib: str, who: str | None, request: gr.Request) -> tuple[Any, str]:
+            return export(lib, who, server.download_dir(session_of(request)))
 
-    export_btn.click(export_for, [lib_choice, visitor], [export_file, lib_msg], concurrency_limit=1)
-    import_btn.click(import_zip, [lib_choice, import_file, visitor], view_outputs, concurrency_limit=1)
+        export_btn.click(export_for, [lib_choice, visitor], [export_file, lib_msg], concurrency_limit=1)
+        import_btn.click(import_zip, [lib_choice, import_file, visitor], view_outputs, concurrency_limit=1)
     return LibraryTab(tab, lib_choice, table, rm_name, lib_msg, add_probe, owner)

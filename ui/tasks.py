@@ -27,6 +27,21 @@ from .jobs import DONE, FINISHED, BusyError, Job, JobQueue
 POLL_SECONDS = 0.5
 
 
+def _check_place() -> None:
+    """Refuse to add a task's hidden parts (its job-id State, its Timer) as direct children of a ``gr.Tabs``.
+
+    The browser numbers the tabs by their place among the Tabs' children, so a Timer between two tabs
+    shifts the next tab's number: when a not-yet-shown tab renders for the first time it registers
+    again under that other number, and the tab bar grows a copy of it on every first visit (#24).
+    Wire a tab's tasks inside its ``gr.Tab``.
+    """
+    from gradio.context import Context
+
+    if isinstance(Context.block, gr.Tabs):
+        raise RuntimeError("wire() / watch() called directly inside gr.Tabs(): call them inside the gr.Tab they "
+                           "belong to (or outside the Tabs), or the tab bar duplicates its tabs")
+
+
 @dataclasses.dataclass(frozen=True)
 class Submission:
     """What a start handler hands the worker: a label for people and the work, ``work(job) -> result``."""
@@ -79,7 +94,9 @@ def wire(queue: JobQueue, view: TaskView, button: Any, inputs: Sequence[Any],
     """Wire ``button`` to submit ``start(*input values)`` to the queue, a timer to poll it, ``cancel_button`` to stop it.
 
     ``start`` checks the form and raises SeedPrintsError with a one-line message for people.
+    Call it inside the ``gr.Tab`` that holds ``button`` (see :func:`_check_place`).
     """
+    _check_place()
     job_id = gr.State(None)
     timer = gr.Timer(POLL_SECONDS, active=False)
 
@@ -105,6 +122,7 @@ def wire(queue: JobQueue, view: TaskView, button: Any, inputs: Sequence[Any],
 
 def watch(queue: JobQueue, view: TaskView, job: Job) -> None:
     """Show a job started by the server itself (not by a button) in ``view`` until it ends."""
+    _check_place()
     timer = gr.Timer(POLL_SECONDS, active=True)
     timer.tick(lambda *values: view.poll(queue, job, *values), list(view.render_inputs),
                [view.status, timer, *view.outputs], queue=False)

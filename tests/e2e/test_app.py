@@ -78,6 +78,21 @@ def test_derived_suspect_matches_seed_3_with_plots(page):
     page.screenshot(path=str(screenshot_path("screenshot-results.png")), full_page=True)
 
 
+TAB_LABELS = "() => Array.from(document.querySelectorAll('#tabs [role=tablist] button[role=tab]'))" \
+             ".map(b => b.innerText.trim())"
+
+
+def test_tab_bar_keeps_its_tabs_as_each_is_opened_twice(page):
+    """Each tab opened for the first time used to add a copy of itself to the bar (#24)."""
+    tabs = {"Audit": "#run-audit", "Library": "#library-choice", "Learn": "#learn-intro", "About": "#tab-about h2"}
+    assert page.evaluate(TAB_LABELS) == list(tabs)
+    for _ in range(2):
+        for name, inside in tabs.items():
+            page.click(f"#tabs [role=tablist] button[role=tab]:has-text('{name}')")
+            page.wait_for_selector(inside, state="visible")  # the tab's content has rendered
+            assert page.evaluate(TAB_LABELS) == list(tabs), f"after opening {name}"
+
+
 def test_unrelated_suspect_gets_no_match(page):
     assert run_demo_audit(page, "unrelated") == "NO MATCH"
     page.wait_for_function(f"({MAP_POINTS})() === 9")
