@@ -109,7 +109,7 @@ def run_audit(server: Server, form: AuditForm, job: Job) -> AuditResult:
 
 
 def render_audit(result: AuditResult) -> list[Any]:
-    """Verdict card, table, figures, downloads, command and the results column of a finished audit."""
+    """Verdict card, table, figures, downloads, command, and the results and figures columns of a finished audit."""
     audit = result.audit
     m = audit.matrix
     top = audit.report.rows[0] if audit.report.rows else None
@@ -120,7 +120,14 @@ def render_audit(result: AuditResult) -> list[Any]:
     return [views.verdict_card(audit), views.ranked_table(audit), evidence_heatmap(m),
             embedding_map(audit.embedding, m.names, m.lineages, suspect_index=0), ev,
             gr.DownloadButton(value=str(result.json_path), visible=True),
-            gr.DownloadButton(value=str(result.report_path), visible=True), cmd, gr.Column(visible=True)]
+            gr.DownloadButton(value=str(result.report_path), visible=True), cmd, gr.Column(visible=True),
+            gr.Column(visible=True)]
+
+
+def cleared_audit() -> list[Any]:
+    """What :func:`render_audit` fills, emptied and hidden: set the moment an audit starts or its form is refused."""
+    return ["", None, None, None, None, gr.DownloadButton(value=None, visible=False),
+            gr.DownloadButton(value=None, visible=False), "", gr.Column(visible=False), gr.Column(visible=False)]
 
 
 def start_audit(server: Server, *values: Any) -> Submission:
@@ -197,10 +204,12 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
                     download_report = gr.DownloadButton("Download report (HTML)", visible=False,
                                                         elem_id="download-report")
                 command = gr.Markdown(elem_id="command")
-        heat = gr.Plot(label="Evidence matrix", elem_id="heatmap")
-        with gr.Row():
-            umap_plot = gr.Plot(label="Map of the models", elem_id="umap")
-            evidence = gr.Plot(label="Evidence of the strongest reference", elem_id="evidence")
+        # shown with the results, hidden with them: no empty figure frames before an audit or after an error
+        with gr.Column(visible=False, elem_id="figures") as figures:
+            heat = gr.Plot(label="Evidence matrix", elem_id="heatmap")
+            with gr.Row():
+                umap_plot = gr.Plot(label="Map of the models", elem_id="umap")
+                evidence = gr.Plot(label="Evidence of the strongest reference", elem_id="evidence")
         with gr.Accordion("Robustness check: does the verdict survive modifications?", open=False,
                           elem_id="robustness"):
             gr.Markdown("Applies " + "; ".join(f"**{k}** ({d})" for k, (d, _) in MODIFICATIONS.items()) +
@@ -216,11 +225,13 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
         # wired inside the tab: the hidden parts of a task (State, Timer) must not sit between tabs (ui.tasks)
         form = [*model.inputs, lib_choice, probe_choice, test_choice, alpha, trust, visitor]
         audit_view = TaskView(status, [verdict, ranked, heat, umap_plot, evidence, download, download_report, command,
-                                       results], render_audit, idle="Ready. Choose a suspect and press Run audit.")
+                                       results, figures], render_audit, cleared=cleared_audit,
+                              idle="Ready. Choose a suspect and press Run audit.")
         wire(server.queue, audit_view, run_btn, form, lambda *v: start_audit(server, *v), cancel_btn)
         robust_view = TaskView(robust_status, [robust_table, robust_plot],
                                lambda rows: [views.robustness_table(rows), robustness_chart(rows)],
-                               idle="Press Check robustness to test the chosen suspect.")
+                               idle="Press Check robustness to test the chosen suspect.",
+                               cleared=lambda: [None, None])
         wire(server.queue, robust_view, robust_btn, form, lambda *v: start_robustness(server, *v), robust_cancel)
         lib_choice.change(lambda lib, who: audit_probe_choices(server, lib, who), [lib_choice, visitor], probe_choice,
                           queue=False)

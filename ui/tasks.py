@@ -56,6 +56,8 @@ class TaskView:
 
     ``render(result, *render_inputs)`` returns one value per component of ``outputs``; ``done(result)``
     words the end message (default: "Done: label in time"); ``unit`` names what the progress counts.
+    ``cleared()``, when given, returns one value per output that empties it: the button sets them at
+    once, so a new job (or a form error) never shows beside the previous job's result (#24).
     """
 
     status: gr.HTML
@@ -66,6 +68,7 @@ class TaskView:
     unit: str | None = "probe samples"
     idle: str = "Press the button to start."
     cancellable: bool = True
+    cleared: Callable[[], Sequence[Any]] | None = None
 
     def status_html(self, job: Job | None, position: int = 0) -> str:
         """The status box for this job (its progress, place in the queue or end state)."""
@@ -100,21 +103,24 @@ def wire(queue: JobQueue, view: TaskView, button: Any, inputs: Sequence[Any],
     job_id = gr.State(None)
     timer = gr.Timer(POLL_SECONDS, active=False)
 
-    def submit(request: gr.Request, *values: Any) -> tuple[str | None, str, Any]:
+    cleared = list(view.outputs) if view.cleared is not None else []
+
+    def submit(request: gr.Request, *values: Any) -> list[Any]:
+        empty = list(view.cleared()) if view.cleared is not None else []
         try:
             sub = start(*values)
             job = queue.submit(sub.label, sub.work, owner=session_of(request))
         except BusyError as exc:  # the session's job in progress keeps its place, and its view keeps polling it
-            return gr.skip(), views.message(str(exc), "error"), gr.skip()
-        except SeedPrintsError as exc:
-            return None, views.message(str(exc), "error"), gr.Timer(active=False)
-        return job.id, view.status_html(job, queue.position(job)), gr.Timer(active=True)
+            return [gr.skip(), views.message(str(exc), "error"), gr.skip(), *[gr.skip()] * len(empty)]
+        except SeedPrintsError as exc:  # no earlier result stays up beside the error
+            return [None, views.message(str(exc), "error"), gr.Timer(active=False), *empty]
+        return [job.id, view.status_html(job, queue.position(job)), gr.Timer(active=True), *empty]
 
     def poll(job_id_value: str | None, *render_values: Any) -> list[Any]:
         return view.poll(queue, queue.get(job_id_value), *render_values)
 
     # submitting is quick, so it needs no place in Gradio's queue; the work waits in ours
-    button.click(submit, list(inputs), [job_id, view.status, timer], concurrency_limit=None)
+    button.click(submit, list(inputs), [job_id, view.status, timer, *cleared], concurrency_limit=None)
     timer.tick(poll, [job_id, *view.render_inputs], [view.status, timer, *view.outputs], queue=False)
     if cancel_button is not None:
         cancel_button.click(lambda j: cancel(queue, j), job_id, view.status, queue=False)
