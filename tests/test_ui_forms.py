@@ -1,4 +1,4 @@
-"""The app's page and forms without a browser: the tab layout, choices keyed by id."""
+"""The app's page and forms without a browser: the tab layout, choices keyed by id, widths refused at once."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import gradio as gr
 import pytest
 
 from seedprints.audit import fingerprint_model
+from seedprints.errors import IncompatibleFingerprintsError
 from seedprints.library import Library
 from seedprints.methods import DEFAULT_ALPHA, DEFAULT_TEST, TESTS
 from seedprints.paths import home
@@ -83,3 +84,15 @@ def test_demo_suspects_are_chosen_by_key():
     srv = server()
     srv.demo_job = Job("demo", lambda job: None)  # still building: the suspect resolves to its name only
     assert resolve_model(srv, ModelChoice(SOURCE_DEMO, key), None) == ("", f"suspect-{key}")
+
+
+def test_a_suspect_no_reference_is_as_wide_as_is_refused_by_the_form(my_library, saved_model):
+    """A 64-wide model against 128-wide references: one line, before anything is queued or extracted."""
+    wide = saved_model(3, name="wide-64", hidden=64)
+    form = parse_form(SOURCE_PATH, None, None, "", wide, MY_LIBRARY, None, TESTS[DEFAULT_TEST].label,
+                      DEFAULT_ALPHA, False)
+    with pytest.raises(IncompatibleFingerprintsError) as err:
+        check_form(server(), form)
+    msg = str(err.value)
+    assert msg.startswith("this library holds no model wide-64 could derive from")
+    assert "hidden size 64" in msg and "hidden size 128" in msg and "\n" not in msg

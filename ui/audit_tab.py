@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from seedprints.audit import LibraryAudit, audit_library
+from seedprints.audit import LibraryAudit, audit_library, check_width, suspect_width
 from seedprints.cache import FingerprintCache
 from seedprints.errors import LibraryError, SeedPrintsError
 from seedprints.library import Library
@@ -77,15 +77,18 @@ def parse_form(source: str, demo_key: str | None, files: list[str] | None, hub_i
 
 
 def check_form(server: Server, form: AuditForm) -> None:
-    """Check what can be checked before queueing: the model's source, a non-empty library and the probe."""
-    resolve_model(server, form.model, None)
+    """Check what can be checked before queueing: the model's source, a non-empty library, the probe, and (for a
+    model on this computer) that the library holds references of its hidden size."""
+    model, name = resolve_model(server, form.model, None)
     demo_building = server.demo_job is not None and server.demo_job.state not in FINISHED
     if form.lib_label == DEMO_LIBRARY and demo_building:
         return  # the job queues behind the demo build
     lib = open_library(form.lib_label, form.visitor)
     if len(lib) == 0:
         raise LibraryError(f"{form.lib_label} is empty: add reference models in the Library tab first")
-    chosen_probe(lib, form)
+    spec = chosen_probe(lib, form)
+    if model and form.model.source in (SOURCE_DEMO, SOURCE_PATH):  # the rest is known once the worker has it
+        check_width(lib, spec, suspect_width(model, trust_remote_code=form.trust and server.cfg.local_paths), name)
 
 
 def chosen_probe(lib: Library, form: AuditForm) -> ProbeSpec:
