@@ -17,8 +17,8 @@ from .errors import IncompatibleFingerprintsError, LibraryError, ModelLoadError
 from .basis import anchor_ids
 from .extract import CancelToken, extract_checkpoint, extract_features, model_anchors
 from .fingerprint import Fingerprint
-from .loading import (LoadedModel, download_from_hub, import_model_code, resolve_source, source_weights_hash,
-                      start_weights_hash, wrap_model)
+from .loading import (LoadedModel, download_from_hub, hidden_size_of, import_model_code, resolve_source,
+                      source_weights_hash, start_weights_hash, wrap_model)
 from .progress import ProgressCallback
 from .library import Library, Reference
 from .probes import ProbeSpec
@@ -115,6 +115,35 @@ def compare(reference: Fingerprint, suspect: Fingerprint, test: str = "calibrate
     return run_test(reference, suspect, test, **test_kwargs)
 
 
+def suspect_width(suspect: ModelLike, *, config: str | os.PathLike[str] | None = None,
+                  trust_remote_code: bool = False) -> int | None:
+    """The suspect's hidden size, known before any extraction: from its config.json or GGUF header, or from an
+    in-memory model's config.  None when it cannot be told without downloading (a Hub id) or loading."""
+    if isinstance(suspect, LoadedModel):
+        return suspect.facts.hidden_size or None
+    if isinstance(suspect, torch.nn.Module):
+        size = getattr(getattr(suspect, "config", None), "hidden_size", None)
+        return size if isinstance(size, int) and size > 0 else None
+    src = resolve_source(suspect, config)
+    return None if src.kind == "hub" else hidden_size_of(src, trust_remote_code)
+
+
+def check_width(library: Library, spec: ProbeSpec, width: int | None, name: str = "the suspect") -> None:
+    """Refuse at once a suspect no reference can be compared with: the library's references made with ``spec``
+    all have another hidden size, and models of different width cannot share an init.
+
+    ``width`` None (not known yet) passes; so does a library without references made with ``spec``.
+    Raises IncompatibleFingerprintsError whose one line names the widths the library holds.
+    """
+    widths = sorted({r.hidden_size for r in library.list(spec.id)})
+    if width is None or not widths or width in widths:
+        return
+    held = " or ".join(str(w) for w in widths)
+    raise IncompatibleFingerprintsError(
+        f"this library holds no model {name} could derive from: {name} has hidden size {width} and every reference "
+        f"here has hidden size {held}; audit it against a library of {width}-wide models, or add some to this one")
+
+
 @dataclasses.dataclass(frozen=True)
 class LibraryAudit:
     """Everything one audit of a suspect against a library produced, ready to show or save.
@@ -187,11 +216,16 @@ def audit_library(
 ) -> LibraryAudit:
     """Fingerprint the suspect with the library's probe, scan the library, and map the strongest references.
 
-    map_size caps how many references (best ranked first) enter the evidence matrix and the map.
+    map_size caps how many references (best ranked first) enter the evidence matrix and the map.  A suspect
+    whose hidden size (read from its config or GGUF header) no reference of that probe has is refused before
+    any extraction (:func:`check_width`).
     """
     spec = probe or library.default_probe()
     if spec is None:
         raise LibraryError(f"the library at {library.root} is empty: add reference models first")
+    if not revision:
+        check_width(library, spec, suspect_width(suspect, config=config, trust_remote_code=trust_remote_code),
+                    name or "the suspect")
     t0 = time.perf_counter()
     sus = fingerprint_model(suspect, spec, name=name, cache=cache, config=config, device=device,
                             trust_remote_code=trust_remote_code, max_memory=max_memory, stream=stream,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, hub
-from .audit import compare, fingerprint_model
+from .audit import check_width, compare, fingerprint_model, suspect_width
 from .cache import FingerprintCache
 from .errors import ModelLoadError, SeedPrintsError
 from .fingerprint import Fingerprint, load_fingerprint
@@ -317,7 +317,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_scan(args: argparse.Namespace) -> int:
     lib = _library(args, create=False)
     spec = _spec_from_args(args, _library_spec(lib))
+    if not is_fingerprint_file(args.model) and not args.revision:  # a width no reference has: say so before extracting
+        width = suspect_width(args.model, config=args.config, trust_remote_code=args.trust_remote_code)
+        check_width(lib, spec, width, Path(args.model).name)
     sus = _fingerprint(args, args.model, spec)
+    check_width(lib, spec, sus.d, sus.name)  # a fingerprint file's (or a Hub model's) width is known by now
     rep = scan(sus, lib.items(), alpha=args.alpha, **_test_kwargs(args))
     print(json.dumps(rep.to_dict(), indent=1) if args.json else _scan_text(rep))
     return EXIT_CODES[rep.verdict.label] if args.exit_code else 0

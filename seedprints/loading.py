@@ -331,6 +331,33 @@ def read_config(src: ModelSource, trust_remote_code: bool) -> Any:
         raise ModelLoadError(f"cannot read config of {src.name}: {first_line(exc)}") from None
 
 
+def hidden_size_of(src: ModelSource, trust_remote_code: bool = False) -> int | None:
+    """The checkpoint's hidden size, read from its config.json or GGUF header without loading a weight.
+
+    None when the files do not say (or a Hub id is not downloaded yet); a config that cannot be read raises
+    the ModelLoadError its load would.
+    """
+    if src.kind == "gguf":
+        return _gguf_hidden_size(Path(src.location))
+    if src.config_path is None:
+        return None
+    size = getattr(read_config(src, trust_remote_code), "hidden_size", None)
+    return int(size) if isinstance(size, int) and size > 0 else None
+
+
+def _gguf_hidden_size(path: Path) -> int | None:
+    """``<architecture>.embedding_length`` of a GGUF file's metadata (its header only is read)."""
+    try:
+        from gguf import GGUFReader
+
+        fields = GGUFReader(str(path)).fields
+        arch = fields["general.architecture"].contents()
+        size = fields[f"{arch}.embedding_length"].contents()
+    except Exception:  # noqa: BLE001 - a damaged or exotic header: its load reports the problem
+        return None
+    return int(size) if isinstance(size, int) and size > 0 else None
+
+
 def download_from_hub(repo: str | hub.HubRevision, trust_remote_code: bool = False) -> ModelSource:
     """The local snapshot of 'org/name[@revision]' (resolved to a commit first, unless already resolved),
     downloaded online if needed."""

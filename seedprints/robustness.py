@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .audit import ModelLike, fingerprint_model
+from .audit import ModelLike, check_width, fingerprint_model, suspect_width
 from .derive import fine_tune, magnitude_prune, quantize_weights, weight_noise
 from .errors import LibraryError
 from .basis import anchor_ids, unavailable_reason
@@ -120,6 +120,7 @@ def robustness_check(
     spec = probe or library.default_probe()
     if spec is None:
         raise LibraryError(f"the library at {library.root} is empty: add reference models first")
+    check_width(library, spec, suspect_width(suspect, config=config, trust_remote_code=trust_remote_code))
     if isinstance(suspect, LoadedModel):
         loaded = suspect
     elif isinstance(suspect, torch.nn.Module):

@@ -200,3 +200,31 @@ def test_library_written_before_the_probe_table_backfills_it(workspace):
     assert [(s.id, n) for s, n in lib.probes()] == expected  # read from a fingerprint once...
     with sqlite3.connect(lib.index_path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM probes").fetchone()[0] == len(expected)  # ...and recorded
+
+
+def test_a_suspect_no_reference_is_as_wide_as_is_refused_before_extraction(workspace, tmp_path, capsys):
+    """A 64-wide model against the 128-wide library: one sentence naming the widths, nothing extracted (#24)."""
+    from seedprints.audit import suspect_width
+    from seedprints.cli import main
+    from seedprints.errors import IncompatibleFingerprintsError
+    from tests.test_gguf import write_llama_gguf
+
+    _, lib, _ = workspace
+    wide = tiny_llama(7, hidden=64)
+    folder = tmp_path / "wide-64"
+    wide.save_pretrained(folder)
+    calls = []
+    with pytest.raises(IncompatibleFingerprintsError) as err:
+        audit_library(str(folder), lib, name="wide-64", device="cpu", progress=lambda *a: calls.append(a))
+    msg = str(err.value)
+    assert msg.startswith("this library holds no model wide-64 could derive from")
+    assert "hidden size 64" in msg and "hidden size 128" in msg and "\n" not in msg
+    assert calls == []  # refused before any loading or extraction reported progress
+    # the CLI's scan says the same in one line, as a user error
+    capsys.readouterr()  # (saving the model printed a progress bar)
+    assert main(["scan", str(folder), "--library", str(lib.root), "--no-cache"]) == 2
+    out = capsys.readouterr()
+    assert "holds no model wide-64 could derive from" in out.err and out.err.count("\n") == 1 and not out.out
+    # the width is read from a GGUF header and an in-memory model's config just as well
+    assert suspect_width(write_llama_gguf(wide, tmp_path / "wide.gguf")) == 64
+    assert suspect_width(wide) == 64 and suspect_width(str(folder)) == 64

@@ -1,13 +1,61 @@
-"""The README's Python API example runs as written and prints what it promises."""
+"""The README's first command gives the user the command line, and its Python API example runs as written."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+import shlex
+import shutil
+import site
+import subprocess
+import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+def first_command() -> str:
+    """The one-line install-and-run command that opens "## The two commands"."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## The two commands"):]
+    return re.search(r"```bash\n(.*?)```", section, re.S).group(1).strip()
+
+
+def test_readme_first_command_installs_the_seedprints_command(tmp_path):
+    """Its install step, run as written in a copy of the checkout (offline: the dependencies come from this
+    test environment), puts a working ``seedprints`` in the venv, which the next sentence tells people to run."""
+    steps = [s.strip() for s in first_command().split("&&")]
+    assert "\n" not in first_command() and len(steps) == 3
+    assert steps[0] == "python3 -m venv .venv" and steps[2] == ".venv/bin/python app.py"
+    pip = shlex.split(steps[1])
+    assert pip[:2] == [".venv/bin/pip", "install"] and "requirements.txt" in pip  # pinned torch, as for a Space
+    text = README.read_text(encoding="utf-8")
+    assert "`.venv/bin/seedprints demo`" in text[text.index("## The two commands"):text.index("bash scripts/test.sh")]
+
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("pyproject.toml", "README.md", "requirements.txt"):
+        shutil.copy(ROOT / name, checkout / name)
+    shutil.copytree(ROOT / "seedprints", checkout / "seedprints", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "venv", ".venv"], cwd=checkout, check=True, timeout=300)
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    venv_site = Path(subprocess.run([".venv/bin/python", "-c", purelib], cwd=checkout, capture_output=True, text=True,
+                                    check=True).stdout.strip())
+    (venv_site / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONPATH": ""}
+    # offline there is no build isolation: the build uses this environment's setuptools, not the venv's old one
+    subprocess.run([".venv/bin/pip", "uninstall", "-y", "-q", "setuptools"], cwd=checkout, env=env, check=True,
+                   capture_output=True, timeout=300)
+    proc = subprocess.run([*pip, "--no-index", "--no-deps", "--no-build-isolation", "-q"], cwd=checkout, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cli = checkout / ".venv" / "bin" / "seedprints"
+    assert cli.is_file()
+    out = subprocess.run([str(cli), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "demo" in out.stdout, out.stderr[-2000:]
 
 
 def api_example() -> str:

@@ -46,15 +46,14 @@ def api_form(server: Server, files: list[str] | None, model: str, library: str, 
     else:
         raise SeedPrintsError(f"give the suspect: upload its files, or name a Hub id or a demo suspect "
                               f"({', '.join(SUSPECTS)})")
-    probe_label = None
-    if (probe or "").strip():
-        choices = probe_choices(open_library(library, visitor), server.throughput)
-        probe_label = next((label for label, spec in choices.items() if spec.id == probe.strip()), None)
-        if probe_label is None:
-            raise SeedPrintsError(f"{library} has no probe {probe!r}: use one of "
-                                  f"{', '.join(s.id for s in choices.values())}, or leave it empty")
+    probe_id = (probe or "").strip() or None
+    if probe_id is not None:
+        choices = probe_choices(open_library(library, visitor), None)
+        if probe_id not in choices:
+            raise SeedPrintsError(f"{library} has no probe {probe!r}: use one of {', '.join(choices)}, "
+                                  "or leave it empty")
     return parse_form(source, model if source == SOURCE_DEMO else None, files, model if source == SOURCE_HUB else "",
-                      "", library, probe_label, (test or "").strip() or "calibrated", DEFAULT_ALPHA, False, visitor)
+                      "", library, probe_id, (test or "").strip() or "calibrated", DEFAULT_ALPHA, False, visitor)
 
 
 def wait_for(server: Server, job: Job) -> Iterator[str]:

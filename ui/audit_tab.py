@@ -9,17 +9,20 @@ from typing import Any
 
 import gradio as gr
 
-from seedprints.audit import LibraryAudit, audit_library
+from seedprints.audit import LibraryAudit, audit_library, check_width, suspect_width
 from seedprints.cache import FingerprintCache
 from seedprints.errors import LibraryError, SeedPrintsError
+from seedprints.library import Library
 from seedprints.methods import DEFAULT_ALPHA, DEFAULT_TEST, TESTS, test_by_label
 from seedprints.paths import default_cache
 from seedprints.plots import embedding_map, evidence_heatmap, evidence_plot, robustness_chart
+from seedprints.probes import ProbeSpec
 from seedprints.report import report_html
 from seedprints.robustness import MODIFICATIONS, RobustnessRow, robustness_check
 
 from . import views
-from .context import DEMO_LIBRARY, Server, open_library, probe_choices, safe_filename, starting_libraries
+from .context import (DEMO_LIBRARY, Server, find_probe, open_library, probe_choices, probe_dropdown, safe_filename,
+                      starting_libraries)
 from .jobs import FINISHED, Job
 from .sources import (DEMO_CHOICES, SOURCE_DEMO, SOURCE_HUB, SOURCE_PATH, SOURCE_UPLOAD, ModelChoice, model_form,
                       prepared_model, resolve_model)
@@ -32,7 +35,8 @@ class AuditForm:
 
     model: ModelChoice
     lib_label: str
-    probe_label: str | None
+    #: the probe dropdown's value: a probe id (None: the library's default)
+    probe_id: str | None
     test: str
     alpha: float
     trust: bool
@@ -59,7 +63,7 @@ class AuditTab:
 
 
 def parse_form(source: str, demo_key: str | None, files: list[str] | None, hub_id: str, local_path: str,
-               lib_label: str, probe_label: str | None, test_label: str, alpha: Any, trust: bool,
+               lib_label: str, probe_id: str | None, test_label: str, alpha: Any, trust: bool,
                visitor: str | None = None) -> AuditForm:
     """The form's values, typed (raises SeedPrintsError on a bad test or alpha); ``visitor`` is the session's key."""
     try:
@@ -68,18 +72,34 @@ def parse_form(source: str, demo_key: str | None, files: list[str] | None, hub_i
         raise SeedPrintsError(f"alpha must be a number between 0 and 0.5, got {alpha!r}") from None
     if not 0.0 < a < 0.5:
         raise SeedPrintsError(f"alpha must lie between 0 and 0.5, got {a:g}")
-    return AuditForm(ModelChoice(source, demo_key, files, hub_id, local_path), lib_label, probe_label,
+    return AuditForm(ModelChoice(source, demo_key, files, hub_id, local_path), lib_label, probe_id,
                      test_by_label(test_label).name, a, bool(trust), visitor)
 
 
 def check_form(server: Server, form: AuditForm) -> None:
-    """Check what can be checked before queueing: the model's source and a non-empty library."""
-    resolve_model(server, form.model, None)
+    """Check what can be checked before queueing: the model's source, a non-empty library, the probe, and (for a
+    model on this computer) that the library holds references of its hidden size."""
+    model, name = resolve_model(server, form.model, None)
     demo_building = server.demo_job is not None and server.demo_job.state not in FINISHED
     if form.lib_label == DEMO_LIBRARY and demo_building:
         return  # the job queues behind the demo build
-    if len(open_library(form.lib_label, form.visitor)) == 0:
+    lib = open_library(form.lib_label, form.visitor)
+    if len(lib) == 0:
         raise LibraryError(f"{form.lib_label} is empty: add reference models in the Library tab first")
+    spec = chosen_probe(lib, form)
+    if model and form.model.source in (SOURCE_DEMO, SOURCE_PATH):  # the rest is known once the worker has it
+        check_width(lib, spec, suspect_width(model, trust_remote_code=form.trust and server.cfg.local_paths), name)
+
+
+def chosen_probe(lib: Library, form: AuditForm) -> ProbeSpec:
+    """The probe the form names by id, else the library's default (no choice made, e.g. an API call without one)."""
+    spec = lib.default_probe() if form.probe_id is None else find_probe(lib, form.probe_id)
+    if spec is None and form.probe_id is None:
+        raise LibraryError(f"{form.lib_label} is empty: add reference models in the Library tab first")
+    if spec is None:
+        raise LibraryError(f"{form.lib_label} holds no references made with probe {form.probe_id}: "
+                           "choose the library again to refresh the probe list")
+    return spec
 
 
 def run_audit(server: Server, form: AuditForm, job: Job) -> AuditResult:
@@ -87,7 +107,7 @@ def run_audit(server: Server, form: AuditForm, job: Job) -> AuditResult:
     job.stage = "preparing the suspect"
     with prepared_model(server, form.model) as (model, name):
         lib = open_library(form.lib_label, form.visitor)
-        spec = probe_choices(lib, server.throughput).get(form.probe_label or "") or lib.default_probe()
+        spec = chosen_probe(lib, form)
         job.stage = "loading the suspect model"
         audit = audit_library(model, lib, name=name, probe=spec, test=form.test, alpha=form.alpha,
                               cache=FingerprintCache(default_cache()), device=server.cfg.device,
@@ -109,7 +129,7 @@ def run_audit(server: Server, form: AuditForm, job: Job) -> AuditResult:
 
 
 def render_audit(result: AuditResult) -> list[Any]:
-    """Verdict card, table, figures, downloads, command and the results column of a finished audit."""
+    """Verdict card, table, figures, downloads, command, and the results and figures columns of a finished audit."""
     audit = result.audit
     m = audit.matrix
     top = audit.report.rows[0] if audit.report.rows else None
@@ -120,14 +140,21 @@ def render_audit(result: AuditResult) -> list[Any]:
     return [views.verdict_card(audit), views.ranked_table(audit), evidence_heatmap(m),
             embedding_map(audit.embedding, m.names, m.lineages, suspect_index=0), ev,
             gr.DownloadButton(value=str(result.json_path), visible=True),
-            gr.DownloadButton(value=str(result.report_path), visible=True), cmd, gr.Column(visible=True)]
+            gr.DownloadButton(value=str(result.report_path), visible=True), cmd, gr.Column(visible=True),
+            gr.Column(visible=True)]
+
+
+def cleared_audit() -> list[Any]:
+    """What :func:`render_audit` fills, emptied and hidden: set the moment an audit starts or its form is refused."""
+    return ["", None, None, None, None, gr.DownloadButton(value=None, visible=False),
+            gr.DownloadButton(value=None, visible=False), "", gr.Column(visible=False), gr.Column(visible=False)]
 
 
 def start_audit(server: Server, *values: Any) -> Submission:
     """Check the audit form; the submission runs the audit on the worker."""
     form = parse_form(*values)
     check_form(server, form)
-    what = form.model.demo_key.split(":")[0] if form.model.source == SOURCE_DEMO else form.model.source
+    what = form.model.demo_key if form.model.source == SOURCE_DEMO else form.model.source
     return Submission(f"audit of {what}", lambda job: run_audit(server, form, job))
 
 
@@ -136,7 +163,7 @@ def run_robustness(server: Server, form: AuditForm, job: Job) -> list[Robustness
     job.stage = "preparing the suspect"
     with prepared_model(server, form.model) as (model, _):
         lib = open_library(form.lib_label, form.visitor)
-        spec = probe_choices(lib, server.throughput).get(form.probe_label or "") or lib.default_probe()
+        spec = chosen_probe(lib, form)
         job.stage = "loading the suspect model"
         return robustness_check(model, lib, probe=spec, test=form.test, alpha=form.alpha, device=server.cfg.device,
                                 trust_remote_code=form.trust and server.cfg.local_paths, progress=job.progress,
@@ -151,12 +178,12 @@ def start_robustness(server: Server, *values: Any) -> Submission:
 
 
 def audit_probe_choices(server: Server, lib_label: str, visitor: str | None = None) -> Any:
-    """Dropdown of the probes an audit can use with this library."""
+    """Dropdown of the probes an audit can use with this library: (label, probe id) choices."""
     try:
-        labels = list(probe_choices(open_library(lib_label, visitor), server.throughput))
+        choices = probe_dropdown(probe_choices(open_library(lib_label, visitor), server.throughput))
     except SeedPrintsError:
-        labels = []
-    return gr.Dropdown(choices=labels, value=labels[0] if labels else None)
+        choices = []
+    return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
 
 
 def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
@@ -185,7 +212,7 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
                     run_btn = gr.Button("Run audit", variant="primary", elem_id="run-audit")
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-audit")
                 status = gr.HTML(views.job_status(None), elem_id="audit-status")
-                gr.Examples([[SOURCE_DEMO, c] for c in DEMO_CHOICES], inputs=[model.source, model.demo_key],
+                gr.Examples([[SOURCE_DEMO, key] for _, key in DEMO_CHOICES], inputs=[model.source, model.demo_key],
                             label="Demo suspects")
             # the results get two thirds of the row: the ranked table fits at 1400 px with whole-word headers
             with gr.Column(scale=4, min_width=320, visible=False, elem_id="results") as results:
@@ -197,10 +224,12 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
                     download_report = gr.DownloadButton("Download report (HTML)", visible=False,
                                                         elem_id="download-report")
                 command = gr.Markdown(elem_id="command")
-        heat = gr.Plot(label="Evidence matrix", elem_id="heatmap")
-        with gr.Row():
-            umap_plot = gr.Plot(label="Map of the models", elem_id="umap")
-            evidence = gr.Plot(label="Evidence of the strongest reference", elem_id="evidence")
+        # shown with the results, hidden with them: no empty figure frames before an audit or after an error
+        with gr.Column(visible=False, elem_id="figures") as figures:
+            heat = gr.Plot(label="Evidence matrix", elem_id="heatmap")
+            with gr.Row():
+                umap_plot = gr.Plot(label="Map of the models", elem_id="umap")
+                evidence = gr.Plot(label="Evidence of the strongest reference", elem_id="evidence")
         with gr.Accordion("Robustness check: does the verdict survive modifications?", open=False,
                           elem_id="robustness"):
             gr.Markdown("Applies " + "; ".join(f"**{k}** ({d})" for k, (d, _) in MODIFICATIONS.items()) +
@@ -213,14 +242,17 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
             robust_table = gr.Dataframe(interactive=False, elem_id="robust-table", wrap=True)
             robust_plot = gr.Plot(elem_id="robust-plot", show_label=False)
 
-    form = [*model.inputs, lib_choice, probe_choice, test_choice, alpha, trust, visitor]
-    audit_view = TaskView(status, [verdict, ranked, heat, umap_plot, evidence, download, download_report, command,
-                                   results], render_audit, idle="Ready. Choose a suspect and press Run audit.")
-    wire(server.queue, audit_view, run_btn, form, lambda *v: start_audit(server, *v), cancel_btn)
-    robust_view = TaskView(robust_status, [robust_table, robust_plot],
-                           lambda rows: [views.robustness_table(rows), robustness_chart(rows)],
-                           idle="Press Check robustness to test the chosen suspect.")
-    wire(server.queue, robust_view, robust_btn, form, lambda *v: start_robustness(server, *v), robust_cancel)
-    lib_choice.change(lambda lib, who: audit_probe_choices(server, lib, who), [lib_choice, visitor], probe_choice,
-                      queue=False)
+        # wired inside the tab: the hidden parts of a task (State, Timer) must not sit between tabs (ui.tasks)
+        form = [*model.inputs, lib_choice, probe_choice, test_choice, alpha, trust, visitor]
+        audit_view = TaskView(status, [verdict, ranked, heat, umap_plot, evidence, download, download_report, command,
+                                       results, figures], render_audit, cleared=cleared_audit,
+                              idle="Ready. Choose a suspect and press Run audit.")
+        wire(server.queue, audit_view, run_btn, form, lambda *v: start_audit(server, *v), cancel_btn)
+        robust_view = TaskView(robust_status, [robust_table, robust_plot],
+                               lambda rows: [views.robustness_table(rows), robustness_chart(rows)],
+                               idle="Press Check robustness to test the chosen suspect.",
+                               cleared=lambda: [None, None])
+        wire(server.queue, robust_view, robust_btn, form, lambda *v: start_robustness(server, *v), robust_cancel)
+        lib_choice.change(lambda lib, who: audit_probe_choices(server, lib, who), [lib_choice, visitor], probe_choice,
+                          queue=False)
     return AuditTab(lib_choice, probe_choice)

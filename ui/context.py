@@ -133,25 +133,38 @@ class Throughput:
         return f"about {when} for a {n_params / 1e6:.0f}M-parameter model on this server"
 
 
-def probe_choices(lib: Library, throughput: Throughput, with_presets: bool = False) -> dict[str, ProbeSpec]:
-    """Plain-words label -> probe: the library's probes (most used first), optionally the presets and the demo probe."""
-    out: dict[str, ProbeSpec] = {}
+def probe_choices(lib: Library, throughput: Throughput | None,
+                  with_presets: bool = False) -> dict[str, tuple[str, ProbeSpec]]:
+    """Probe id -> (plain-words label, probe): the library's probes (most used first), optionally the presets and
+    the demo probe.  The id is what a dropdown holds and hands back; the label, with its live run-time estimate
+    (none when ``throughput`` is None), is only shown, so it may change while a page keeps the one it got."""
+    out: dict[str, tuple[str, ProbeSpec]] = {}
 
     def words(spec: ProbeSpec) -> str:
         every = ", every position kept" if spec.positions == "all" else ""
-        return (f"{spec.n_samples} prompts x {spec.seq_len} tokens ({spec.n_tokens:,} tokens{every}), "
-                f"{throughput.estimate(spec)}")
+        estimate = f", {throughput.estimate(spec)}" if throughput is not None else ""
+        return f"{spec.n_samples} prompts x {spec.seq_len} tokens ({spec.n_tokens:,} tokens{every}){estimate}"
 
     for spec, count in lib.probes():
-        out[f"library probe {spec.id}: {words(spec)}; {count} reference(s)"] = spec
+        out[spec.id] = (f"library probe {spec.id}: {words(spec)}; {count} reference(s)", spec)
     if with_presets or not out:
         for name in sorted(PRESETS, key=lambda n: n != DEFAULT_PRESET):  # the default first, then as listed
             spec = preset(name)
-            if spec.id not in {s.id for s in out.values()}:
-                out[f"{name} preset ({spec.id}): {words(spec)}"] = spec
-        if DEMO_PROBE.id not in {s.id for s in out.values()}:
-            out[f"demo probe ({DEMO_PROBE.id}, vocabulary 1024): {words(DEMO_PROBE)}"] = DEMO_PROBE
+            out.setdefault(spec.id, (f"{name} preset ({spec.id}): {words(spec)}", spec))
+        out.setdefault(DEMO_PROBE.id, (f"demo probe ({DEMO_PROBE.id}, vocabulary 1024): {words(DEMO_PROBE)}",
+                                       DEMO_PROBE))
     return out
+
+
+def probe_dropdown(choices: dict[str, tuple[str, ProbeSpec]]) -> list[tuple[str, str]]:
+    """Gradio ``(label, value)`` choices of :func:`probe_choices`: the value is the probe id."""
+    return [(label, probe_id) for probe_id, (label, _) in choices.items()]
+
+
+def find_probe(lib: Library, probe_id: str | None, with_presets: bool = False) -> ProbeSpec | None:
+    """The probe a dropdown value (a probe id) names among :func:`probe_choices`, or None."""
+    hit = probe_choices(lib, None, with_presets).get(probe_id or "")
+    return hit[1] if hit is not None else None
 
 
 def scratch_dir() -> Path:

@@ -328,31 +328,32 @@ def build_learn_tab(queue: JobQueue) -> None:
             plots["6b"] = gr.Plot(label="False-positive rate against alpha", elem_id="learn-plot-6b")
             results[6] = gr.Markdown(elem_id="learn-result-6")
 
-    controls = [c[name] for name in CONTROL_ORDER]
-    step_outputs = {
-        1: [plots["1"], *extra[1], results[1]],
-        2: [plots["2"], results[2]],
-        3: [plots["3"], plots["3b"], results[3]],
-        4: [plots["4"], plots["4b"], results[4]],
-        5: [plots["5"], *extra[5], results[5]],
-    }
-    work: dict[int, Callable[..., dict[str, Any]]] = {1: work_step1, 2: work_step2, 3: work_step3, 4: work_step4,
-                                                      5: work_step5}
+        # wired inside the tab: the hidden parts of a task (State, Timer) must not sit between tabs (ui.tasks)
+        controls = [c[name] for name in CONTROL_ORDER]
+        step_outputs = {
+            1: [plots["1"], *extra[1], results[1]],
+            2: [plots["2"], results[2]],
+            3: [plots["3"], plots["3b"], results[3]],
+            4: [plots["4"], plots["4b"], results[4]],
+            5: [plots["5"], *extra[5], results[5]],
+        }
+        work: dict[int, Callable[..., dict[str, Any]]] = {1: work_step1, 2: work_step2, 3: work_step3, 4: work_step4,
+                                                          5: work_step5}
 
-    for n in range(1, 6):
-        view = TaskView(statuses[n], step_outputs[n], lambda result: result["outputs"], unit=None, idle=IDLE,
-                        cancellable=False)
-        wire(queue, view, buttons[n], [lesson, *controls], _step_start(n, work[n]))
+        for n in range(1, 6):
+            view = TaskView(statuses[n], step_outputs[n], lambda result: result["outputs"], unit=None, idle=IDLE,
+                            cancellable=False)
+            wire(queue, view, buttons[n], [lesson, *controls], _step_start(n, work[n]))
 
-    def show6(a, p, b):
-        try:
-            bars, curve, md = render_step6(a, p, b)
-        except SeedPrintsError as exc:
-            return views.message(str(exc), "error"), P.empty_figure(str(exc)), P.empty_figure(""), ""
-        return views.message("Done: false-positive rates from the benchmark record.", "ok"), bars, curve, md
+        def show6(a, p, b):
+            try:
+                bars, curve, md = render_step6(a, p, b)
+            except SeedPrintsError as exc:
+                return views.message(str(exc), "error"), P.empty_figure(str(exc)), P.empty_figure(""), ""
+            return views.message("Done: false-positive rates from the benchmark record.", "ok"), bars, curve, md
 
-    buttons[6].click(show6, [alpha, probe_kind, budget], [statuses[6], plots["6"], plots["6b"], results[6]],
-                     concurrency_limit=1)
+        buttons[6].click(show6, [alpha, probe_kind, budget], [statuses[6], plots["6"], plots["6b"], results[6]],
+                         concurrency_limit=1)
 
 
 def _step_start(n: int, work: Callable[..., dict[str, Any]]) -> Callable[..., Submission]:

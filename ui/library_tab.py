@@ -16,8 +16,8 @@ from seedprints.errors import LibraryError, SeedPrintsError
 from seedprints.paths import default_cache
 
 from . import views
-from .context import (DEMO_LIBRARY, MY_LIBRARY, Server, download_dir, open_library, probe_choices, safe_filename,
-                      starting_libraries)
+from .context import (DEMO_LIBRARY, MY_LIBRARY, Server, download_dir, find_probe, open_library, probe_choices,
+                      probe_dropdown, safe_filename, starting_libraries)
 from .jobs import Job
 from .sources import SOURCE_HUB, SOURCE_PATH, SOURCE_UPLOAD, ModelChoice, model_form, prepared_model, resolve_model
 from .tasks import Submission, TaskView, session_of, wire
@@ -29,7 +29,8 @@ class AddForm:
 
     model: ModelChoice
     lib_label: str
-    probe_label: str
+    #: the probe dropdown's value: a probe id
+    probe_id: str
     name: str
     family: str
     seed: str | None
@@ -66,16 +67,16 @@ def library_view(lib_label: str, visitor: str | None = None) -> tuple[Any, Any, 
 
 
 def add_probe_choices(server: Server, lib_label: str, visitor: str | None = None) -> Any:
-    """Dropdown of the probes a new reference can be fingerprinted with."""
+    """Dropdown of the probes a new reference can be fingerprinted with: (label, probe id) choices."""
     try:
-        labels = list(probe_choices(open_library(lib_label, visitor), server.throughput, with_presets=True))
+        choices = probe_dropdown(probe_choices(open_library(lib_label, visitor), server.throughput, with_presets=True))
     except SeedPrintsError:
-        labels = []
-    return gr.Dropdown(choices=labels, value=labels[0] if labels else None)
+        choices = []
+    return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
 
 
 def check_add(server: Server, source: str, files: list[str] | None, hub_id: str, local_path: str, lib_label: str,
-              probe_label: str, name: str, family: str, seed: Any, notes: str, full: bool,
+              probe_id: str, name: str, family: str, seed: Any, notes: str, full: bool,
               visitor: str | None = None) -> AddForm:
     """The add form checked: a writable library, a model, a new name and a whole-number seed (or none)."""
     if lib_label == DEMO_LIBRARY:
@@ -88,9 +89,12 @@ def check_add(server: Server, source: str, files: list[str] | None, hub_id: str,
     seed_txt = str(seed).strip() if seed is not None else ""
     if seed_txt and not seed_txt.lstrip("-").isdigit():
         raise LibraryError(f"seed must be a whole number (or empty if unknown), got {seed_txt!r}")
-    if name in {r.name for r in open_library(lib_label, visitor).list()}:
+    lib = open_library(lib_label, visitor)
+    if name in {r.name for r in lib.list()}:
         raise LibraryError(f"{lib_label} already has a reference named {name!r}: choose another name")
-    return AddForm(model, lib_label, probe_label, name, family, seed_txt or None, notes, bool(full), visitor)
+    if find_probe(lib, probe_id, with_presets=True) is None:
+        raise LibraryError("choose a probe from the list")
+    return AddForm(model, lib_label, probe_id, name, family, seed_txt or None, notes, bool(full), visitor)
 
 
 def run_add(server: Server, form: AddForm, job: Job) -> str:
@@ -98,7 +102,7 @@ def run_add(server: Server, form: AddForm, job: Job) -> str:
     job.stage = "preparing the model"
     with prepared_model(server, form.model) as (model, _):
         lib = open_library(form.lib_label, form.visitor)
-        spec = probe_choices(lib, server.throughput, with_presets=True).get(form.probe_label)
+        spec = find_probe(lib, form.probe_id, with_presets=True)
         if spec is None:
             raise LibraryError("choose a probe from the list")
         job.stage = "loading the model"
@@ -204,27 +208,28 @@ def build_library_tab(server: Server, visitor: gr.State) -> LibraryTab:
                 import_file = gr.File(label="Library .zip to import", file_types=[".zip"], elem_id="import-file")
                 import_btn = gr.Button("Import", elem_id="import-btn")
 
-    view_outputs = [table, rm_name, lib_msg]
-    add_view = TaskView(add_status, view_outputs, lambda _, lib, who: library_view(lib, who),
-                        render_inputs=[lib_choice, visitor],
-                        done=lambda added: added, idle="Fill in the form and press Fingerprint and add.")
-    inputs = [model.source, model.files, model.hub_id, model.local_path, lib_choice, add_probe, add_name, add_family,
-              add_seed, add_notes, add_full, visitor]
+        # wired inside the tab: the hidden parts of a task (State, Timer) must not sit between tabs (ui.tasks)
+        view_outputs = [table, rm_name, lib_msg]
+        add_view = TaskView(add_status, view_outputs, lambda _, lib, who: library_view(lib, who),
+                            render_inputs=[lib_choice, visitor],
+                            done=lambda added: added, idle="Fill in the form and press Fingerprint and add.")
+        inputs = [model.source, model.files, model.hub_id, model.local_path, lib_choice, add_probe, add_name,
+                  add_family, add_seed, add_notes, add_full, visitor]
 
-    def start_add(*values: Any) -> Submission:
-        form = check_add(server, *values)
-        return Submission(f"adding {form.name} to {form.lib_label}", lambda job: run_add(server, form, job))
+        def start_add(*values: Any) -> Submission:
+            form = check_add(server, *values)
+            return Submission(f"adding {form.name} to {form.lib_label}", lambda job: run_add(server, form, job))
 
-    wire(server.queue, add_view, add_btn, inputs, start_add, add_cancel)
-    tab.select(library_view, [lib_choice, visitor], view_outputs, queue=False)
-    lib_choice.change(library_view, [lib_choice, visitor], view_outputs, queue=False)
-    lib_choice.change(lambda lib, who: add_probe_choices(server, lib, who), [lib_choice, visitor], add_probe,
-                      queue=False)
-    rm_btn.click(remove, [lib_choice, rm_name, visitor], view_outputs, concurrency_limit=1)
+        wire(server.queue, add_view, add_btn, inputs, start_add, add_cancel)
+        tab.select(library_view, [lib_choice, visitor], view_outputs, queue=False)
+        lib_choice.change(library_view, [lib_choice, visitor], view_outputs, queue=False)
+        lib_choice.change(lambda lib, who: add_probe_choices(server, lib, who), [lib_choice, visitor], add_probe,
+                          queue=False)
+        rm_btn.click(remove, [lib_choice, rm_name, visitor], view_outputs, concurrency_limit=1)
 
-    def export_for(lib: str, who: str | None, request: gr.Request) -> tuple[Any, str]:
-        return export(lib, who, server.download_dir(session_of(request)))
+        def export_for(lib: str, who: str | None, request: gr.Request) -> tuple[Any, str]:
+            return export(lib, who, server.download_dir(session_of(request)))
 
-    export_btn.click(export_for, [lib_choice, visitor], [export_file, lib_msg], concurrency_limit=1)
-    import_btn.click(import_zip, [lib_choice, import_file, visitor], view_outputs, concurrency_limit=1)
+        export_btn.click(export_for, [lib_choice, visitor], [export_file, lib_msg], concurrency_limit=1)
+        import_btn.click(import_zip, [lib_choice, import_file, visitor], view_outputs, concurrency_limit=1)
     return LibraryTab(tab, lib_choice, table, rm_name, lib_msg, add_probe, owner)

@@ -20,7 +20,8 @@ from .jobs import DONE, FINISHED
 
 SOURCE_DEMO, SOURCE_UPLOAD, SOURCE_HUB, SOURCE_PATH = "demo suspect", "upload files", "Hugging Face Hub id", "local path"
 MODEL_FILE_TYPES = [".gguf", ".zip", ".safetensors", ".bin", ".json"]
-DEMO_CHOICES = [f"{k}: {v}" for k, v in SUSPECTS.items()]
+#: the demo suspects as Gradio (label, value) choices: the value is the suspect's key in SUSPECTS
+DEMO_CHOICES = [(f"{k}: {v}", k) for k, v in SUSPECTS.items()]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +41,7 @@ def resolve_model(server: Server, choice: ModelChoice, work: Path | None) -> tup
     An upload is unpacked into ``work``; a demo suspect whose library is still building resolves to "".
     """
     if choice.source == SOURCE_DEMO:
-        key = (choice.demo_key or "").split(":")[0].strip()
+        key = choice.demo_key or ""
         if key not in SUSPECTS:
             raise SeedPrintsError("choose one of the demo suspects from the list")
         demo = server.demo_job
@@ -118,7 +119,7 @@ class ModelForm:
 def model_form(sources: list[str], value: str, *, ids: dict[str, str], labels: dict[str, str]) -> ModelForm:
     """Lay out a source radio and the field of each source (only the chosen one shown); wires the switching."""
     source = gr.Radio(sources, value=value, label=labels["source"], elem_id=ids["source"])
-    demo_key = (gr.Dropdown(DEMO_CHOICES, value=DEMO_CHOICES[0], label="Demo suspect", elem_id=ids["demo"],
+    demo_key = (gr.Dropdown(DEMO_CHOICES, value=DEMO_CHOICES[0][1], label="Demo suspect", elem_id=ids["demo"],
                             visible=value == SOURCE_DEMO)
                 if SOURCE_DEMO in sources else gr.State(None))
     files = gr.File(file_count="multiple", label=labels["files"], visible=value == SOURCE_UPLOAD,

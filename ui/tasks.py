@@ -27,6 +27,21 @@ from .jobs import DONE, FINISHED, BusyError, Job, JobQueue
 POLL_SECONDS = 0.5
 
 
+def _check_place() -> None:
+    """Refuse to add a task's hidden parts (its job-id State, its Timer) as direct children of a ``gr.Tabs``.
+
+    The browser numbers the tabs by their place among the Tabs' children, so a Timer between two tabs
+    shifts the next tab's number: when a not-yet-shown tab renders for the first time it registers
+    again under that other number, and the tab bar grows a copy of it on every first visit (#24).
+    Wire a tab's tasks inside its ``gr.Tab``.
+    """
+    from gradio.context import Context
+
+    if isinstance(Context.block, gr.Tabs):
+        raise RuntimeError("wire() / watch() called directly inside gr.Tabs(): call them inside the gr.Tab they "
+                           "belong to (or outside the Tabs), or the tab bar duplicates its tabs")
+
+
 @dataclasses.dataclass(frozen=True)
 class Submission:
     """What a start handler hands the worker: a label for people and the work, ``work(job) -> result``."""
@@ -41,6 +56,8 @@ class TaskView:
 
     ``render(result, *render_inputs)`` returns one value per component of ``outputs``; ``done(result)``
     words the end message (default: "Done: label in time"); ``unit`` names what the progress counts.
+    ``cleared()``, when given, returns one value per output that empties it: the button sets them at
+    once, so a new job (or a form error) never shows beside the previous job's result (#24).
     """
 
     status: gr.HTML
@@ -51,6 +68,7 @@ class TaskView:
     unit: str | None = "probe samples"
     idle: str = "Press the button to start."
     cancellable: bool = True
+    cleared: Callable[[], Sequence[Any]] | None = None
 
     def status_html(self, job: Job | None, position: int = 0) -> str:
         """The status box for this job (its progress, place in the queue or end state)."""
@@ -79,25 +97,30 @@ def wire(queue: JobQueue, view: TaskView, button: Any, inputs: Sequence[Any],
     """Wire ``button`` to submit ``start(*input values)`` to the queue, a timer to poll it, ``cancel_button`` to stop it.
 
     ``start`` checks the form and raises SeedPrintsError with a one-line message for people.
+    Call it inside the ``gr.Tab`` that holds ``button`` (see :func:`_check_place`).
     """
+    _check_place()
     job_id = gr.State(None)
     timer = gr.Timer(POLL_SECONDS, active=False)
 
-    def submit(request: gr.Request, *values: Any) -> tuple[str | None, str, Any]:
+    cleared = list(view.outputs) if view.cleared is not None else []
+
+    def submit(request: gr.Request, *values: Any) -> list[Any]:
+        empty = list(view.cleared()) if view.cleared is not None else []
         try:
             sub = start(*values)
             job = queue.submit(sub.label, sub.work, owner=session_of(request))
         except BusyError as exc:  # the session's job in progress keeps its place, and its view keeps polling it
-            return gr.skip(), views.message(str(exc), "error"), gr.skip()
-        except SeedPrintsError as exc:
-            return None, views.message(str(exc), "error"), gr.Timer(active=False)
-        return job.id, view.status_html(job, queue.position(job)), gr.Timer(active=True)
+            return [gr.skip(), views.message(str(exc), "error"), gr.skip(), *[gr.skip()] * len(empty)]
+        except SeedPrintsError as exc:  # no earlier result stays up beside the error
+            return [None, views.message(str(exc), "error"), gr.Timer(active=False), *empty]
+        return [job.id, view.status_html(job, queue.position(job)), gr.Timer(active=True), *empty]
 
     def poll(job_id_value: str | None, *render_values: Any) -> list[Any]:
         return view.poll(queue, queue.get(job_id_value), *render_values)
 
     # submitting is quick, so it needs no place in Gradio's queue; the work waits in ours
-    button.click(submit, list(inputs), [job_id, view.status, timer], concurrency_limit=None)
+    button.click(submit, list(inputs), [job_id, view.status, timer, *cleared], concurrency_limit=None)
     timer.tick(poll, [job_id, *view.render_inputs], [view.status, timer, *view.outputs], queue=False)
     if cancel_button is not None:
         cancel_button.click(lambda j: cancel(queue, j), job_id, view.status, queue=False)
@@ -105,6 +128,7 @@ def wire(queue: JobQueue, view: TaskView, button: Any, inputs: Sequence[Any],
 
 def watch(queue: JobQueue, view: TaskView, job: Job) -> None:
     """Show a job started by the server itself (not by a button) in ``view`` until it ends."""
+    _check_place()
     timer = gr.Timer(POLL_SECONDS, active=True)
     timer.tick(lambda *values: view.poll(queue, job, *values), list(view.render_inputs),
                [view.status, timer, *view.outputs], queue=False)

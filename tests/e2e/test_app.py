@@ -78,6 +78,51 @@ def test_derived_suspect_matches_seed_3_with_plots(page):
     page.screenshot(path=str(screenshot_path("screenshot-results.png")), full_page=True)
 
 
+TAB_LABELS = "() => Array.from(document.querySelectorAll('#tabs [role=tablist] button[role=tab]'))" \
+             ".map(b => b.innerText.trim())"
+
+
+def test_tab_bar_keeps_its_tabs_as_each_is_opened_twice(page):
+    """Each tab opened for the first time used to add a copy of itself to the bar (#24)."""
+    tabs = {"Audit": "#run-audit", "Library": "#library-choice", "Learn": "#learn-intro", "About": "#tab-about h2"}
+    assert page.evaluate(TAB_LABELS) == list(tabs)
+    for _ in range(2):
+        for name, inside in tabs.items():
+            page.click(f"#tabs [role=tablist] button[role=tab]:has-text('{name}')")
+            page.wait_for_selector(inside, state="visible")  # the tab's content has rendered
+            assert page.evaluate(TAB_LABELS) == list(tabs), f"after opening {name}"
+
+
+def test_an_error_leaves_no_earlier_verdict_on_screen(page, tmp_path):
+    """After a MATCH, a refused audit shows its error alone: no old card, table or figures (#24); a model no
+    reference is as wide as is refused at once in one sentence, with no empty figures."""
+    assert run_demo_audit(page, "derived") == "MATCH: seed 3"
+    page.wait_for_function(f"({HEATMAP_SHAPE})() !== null")
+
+    def nothing_shown() -> None:
+        assert page.locator("#verdict .sp-verdict").count() == 0
+        assert not page.locator("#results").is_visible() and not page.locator("#ranked").is_visible()
+        assert page.locator("#figures .js-plotly-plot").count() == 0 and not page.locator("#heatmap").is_visible()
+
+    page.click("#source label:has-text('local path')")
+    missing = tmp_path / "no-such-model"
+    page.fill("#local-path textarea, #local-path input", str(missing))
+    page.click("#run-audit")
+    err = page.wait_for_selector("#audit-status .sp-msg-error").inner_text()
+    assert str(missing) in err and "\n" not in err.strip()
+    nothing_shown()
+    from seedprints.tiny import tiny_llama
+
+    narrow = tmp_path / "narrow-128"
+    tiny_llama(0, hidden=128, vocab=1024).save_pretrained(narrow)
+    page.fill("#local-path textarea, #local-path input", str(narrow))
+    page.click("#run-audit")
+    page.wait_for_selector("#audit-status .sp-msg-error:has-text('holds no model')")
+    err = page.inner_text("#audit-status")
+    assert "hidden size 128" in err and "hidden size 256" in err and "\n" not in err.strip()
+    nothing_shown()
+
+
 def test_unrelated_suspect_gets_no_match(page):
     assert run_demo_audit(page, "unrelated") == "NO MATCH"
     page.wait_for_function(f"({MAP_POINTS})() === 9")
