@@ -10,13 +10,13 @@ import html
 import math
 from typing import Any
 
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
-
-from . import __version__
+from . import __version__, optional
 from .audit import LibraryAudit
 from .plots import embedding_map, evidence_heatmap, evidence_plot
 from .verdict import format_p
+
+pio = optional.require("plotly.io", "the HTML report")
+get_plotlyjs = optional.require("plotly.offline", "the HTML report").get_plotlyjs
 
 LIMITATIONS = (
     "SeedPrints links models through their random initialisation: MATCH means the suspect descends "
