@@ -258,7 +258,7 @@ def _scan_text(rep: ScanReport) -> str:
         out += ["", "skipped:"] + [f"  {n}: {why}" for n, why in rep.skipped]
     out += ["", f"VERDICT: {rep.verdict.label}", rep.verdict.reason]
     if rep.test.get("test") == "paper" and rep.test.get("null") == "analytical":
-        out += ["", "note: paper-mode analytical p-values assume independent columns; METHOD.md shows they can "
+        out += ["", "note: paper-mode analytical p-values assume independent columns; docs/method.md shows they can "
                 "over-state the evidence between unrelated models, so treat borderline matches (|log10 p| < 10) "
                 "with care."]
     return "\n".join(out)
