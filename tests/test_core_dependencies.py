@@ -20,7 +20,7 @@ from seedprints import optional
 from seedprints.errors import MissingDependencyError, SeedPrintsError
 from seedprints.similarity import not_mapped
 
-from core_api import CORE_SCRIPT, EXTRAS_ONLY
+from helpers import CORE_SCRIPT, EXTRAS_ONLY
 
 ROOT = Path(__file__).resolve().parents[1]
 #: site-packages entries that hold the extras' packages: the packages, their compiled libraries and metadata

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from core_api import CORE_SCRIPT, EXTRAS_ONLY
+from helpers import CORE_SCRIPT, EXTRAS_ONLY
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = "torch==2.13.0"  # the local CPU build; an unpinned torch would pull a multi-GB CUDA build

@@ -1,4 +1,24 @@
-"""The core API as one script, shared by the fast core-dependency test and the packaging test."""
+"""Helpers several test modules share: the core API as one script, and loading a bench script as a module."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_bench(name: str) -> ModuleType:
+    """bench/<name>.py as a module (the benches import each other by file name, so bench/ goes on sys.path)."""
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 #: import names of what the extras add (not the core); tokenizers comes with transformers, a core dependency
 EXTRAS_ONLY = ("sklearn", "umap", "plotly", "pandas", "gradio", "peft", "ray")
