@@ -9,10 +9,15 @@ ROOT = Path(__file__).resolve().parents[1]
 #: where citations are read: the README, the docs, and the code of the package, the app, the benches and the tests
 CITING = ["README.md", "app.py", "pyproject.toml", "docs/**/*.md", "seedprints/**/*.py", "ui/**/*.py", "bench/**/*.py",
           "scripts/*", "tests/**/*.py"]
-#: cited files that do not exist yet, each with what creates it; an entry must be removed once it is not needed
+#: citations of files that do not exist yet, with why; an entry must be removed once it is not needed
 PENDING = {
     # the lead's statistic change rewrites this module's docstring to cite docs/method.md
     ("seedprints/stats.py", "METHOD.md"): "the docstring's citation of the old method file",
+}
+#: files that code may cite before they exist, with what writes them (an entry must go once the file exists)
+NOT_YET_WRITTEN = {
+    "bench/results/calibration.json": "the calibration bench, when it first runs",
+    "seedprints/data/calibration.json": "python bench/ship.py, from bench/results/calibration.json",
 }
 
 
@@ -56,10 +61,12 @@ def citations() -> dict[tuple[str, str], bool]:
 
 def test_every_cited_repository_file_exists():
     found = citations()
-    missing = sorted(key for key, ok in found.items() if not ok and key not in PENDING)
+    missing = sorted(key for key, ok in found.items() if not ok and key not in PENDING and key[1] not in NOT_YET_WRITTEN)
     assert not missing, "cited but not in the repository (citing file, path): " + repr(missing)
     stale = sorted(key for key in PENDING if found.get(key, True))
     assert not stale, "PENDING entries no longer needed (the citation is gone or the file exists): " + repr(stale)
+    written = sorted(path for path in NOT_YET_WRITTEN if _exists(path))
+    assert not written, "NOT_YET_WRITTEN entries whose file now exists: " + repr(written)
 
 
 def test_the_method_page_is_cited_and_the_old_file_is_not():
