@@ -22,7 +22,8 @@ from .loading import (LoadedModel, download_from_hub, hidden_size_of, import_mod
 from .progress import ProgressCallback
 from .library import Library, Reference
 from .probes import ProbeSpec
-from .similarity import Embedding, EvidenceMatrix, map_models, pairwise_evidence
+from . import optional
+from .similarity import Embedding, EvidenceMatrix, can_map, map_models, map_needs, not_mapped, pairwise_evidence
 from .stats import SeedPrintsResult
 from .verdict import DEFAULT_ALPHA, DEFAULT_TEST, ScanReport, run_test, scan
 
@@ -144,13 +145,25 @@ def check_width(library: Library, spec: ProbeSpec, width: int | None, name: str 
         f"here has hidden size {held}; audit it against a library of {width}-wide models, or add some to this one")
 
 
+def _map(matrix: EvidenceMatrix, alpha: float, draw_map: bool | None) -> Embedding:
+    """The audit's map, or a note saying why it was left out (see audit_library's draw_map)."""
+    if draw_map is False:
+        return not_mapped(matrix.n, "not asked for (draw_map=False)")
+    if draw_map is None and not can_map(matrix.n):
+        need = map_needs(matrix.n)
+        return not_mapped(matrix.n, f"{optional.missing(need, 'placing them')}; the evidence matrix holds "  # type: ignore[arg-type]
+                                    "the same evidence")
+    return map_models(matrix, alpha)
+
+
 @dataclasses.dataclass(frozen=True)
 class LibraryAudit:
     """Everything one audit of a suspect against a library produced, ready to show or save.
 
     report: the ranked scan and verdict; suspect: its full fingerprint; matrix and embedding:
-    pairwise evidence among the suspect (index 0) and the strongest references; top: the test
-    result of the first-ranked reference (None when nothing could be tested).
+    pairwise evidence among the suspect (index 0) and the strongest references, and their map
+    (``embedding.drawn`` is False, and its note says why, when the map was left out); top: the
+    test result of the first-ranked reference (None when nothing could be tested).
     """
 
     report: ScanReport
@@ -188,7 +201,7 @@ class LibraryAudit:
             "suspect_model": self.suspect.model.to_dict(), "scan": self.report.to_dict(),
             "matrix": {"names": m.names, "lineages": m.lineages, "z": nan_to_none(m.z), "log10_p": nan_to_none(m.log10_p),
                        "rows": "reference", "columns": "suspect", "test": m.test},
-            "map": {"method": self.embedding.method, "note": self.embedding.note,
+            "map": {"drawn": self.embedding.drawn, "method": self.embedding.method, "note": self.embedding.note,
                     "coords": self.embedding.coords.tolist(), "links": [list(p) for p in self.embedding.links]},
             "references": [r.to_dict() for r in self.references],
             "seconds": self.seconds, "command": self.command(self.suspect.model.source or "SUSPECT"),
@@ -213,12 +226,17 @@ def audit_library(
     cancel: CancelToken | None = None,
     map_size: int = 30,
     revision: str | None = None,
+    draw_map: bool | None = None,
 ) -> LibraryAudit:
     """Fingerprint the suspect with the library's probe, scan the library, and map the strongest references.
 
     map_size caps how many references (best ranked first) enter the evidence matrix and the map.  A suspect
     whose hidden size (read from its config or GGUF header) no reference of that probe has is refused before
     any extraction (:func:`check_width`).
+    The map needs scikit-learn (extra ``app``): with ``draw_map=None`` it is drawn when that is
+    installed and otherwise left out, the audit's ``embedding.note`` saying so; ``True`` asks for
+    it (MissingDependencyError when it cannot be drawn); ``False`` leaves it out.  The verdict,
+    the table and the evidence matrix never depend on it.
     """
     spec = probe or library.default_probe()
     if spec is None:
@@ -240,7 +258,7 @@ def audit_library(
     # the scan already tested every reference against the suspect: reuse that column
     known = {(i + 1, 0): row.result for i, row in enumerate(report.rows[:map_size])}
     matrix = pairwise_evidence(items, test=test, known=known)
-    embedding = map_models(matrix, alpha)
+    embedding = _map(matrix, alpha, draw_map)
     t3 = time.perf_counter()
     top = report.rows[0].result if report.rows else None
     return LibraryAudit(report, sus, matrix, embedding, top, str(library.root),

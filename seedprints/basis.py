@@ -26,6 +26,7 @@ bench/calibration.py and bench/evasion.py count.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Any
 
 import numpy as np
@@ -92,16 +93,32 @@ def anchor_similarity(suspect_anchors: np.ndarray, reference_anchors: np.ndarray
     Any orthogonal change of basis leaves a Gram matrix unchanged, so a permuted or rotated copy scores
     1; two independent tables score about 0.  No fitting is involved.
     """
-    def gram(a: np.ndarray) -> np.ndarray:
-        x = np.asarray(a[:rows], dtype=np.float64)
-        x = x - x.mean(axis=0)
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
-        return (x @ x.T)[np.triu_indices(len(x), 1)]
-
-    g_s, g_r = gram(suspect_anchors), gram(reference_anchors)
+    g_s, g_r = _gram(suspect_anchors, rows), _gram(reference_anchors, rows)
     if g_s.std() == 0 or g_r.std() == 0:
         return 0.0
     return float(np.corrcoef(g_s, g_r)[0, 1])
+
+
+#: upper-triangle cosine-Gram entries per anchor array (by identity), so a scan computes the suspect's once
+_GRAMS: dict[tuple[int, int], tuple[Any, np.ndarray]] = {}
+
+
+def _gram(a: np.ndarray, rows: int) -> np.ndarray:
+    """Upper-triangle entries of the cosine Gram matrix of the first ``rows`` rows of ``a``, rows centred."""
+    key = (id(a), rows)
+    hit = _GRAMS.get(key)
+    if hit is not None and hit[0]() is a:
+        return hit[1]
+    x = np.asarray(a[:rows], dtype=np.float64)
+    x = x - x.mean(axis=0)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+    g = (x @ x.T)[np.triu_indices(len(x), 1)]
+    try:
+        _GRAMS[key] = (weakref.ref(a), g)
+        weakref.finalize(a, _GRAMS.pop, key, None)
+    except TypeError:  # an object that takes no weak references: not cached
+        pass
+    return g
 
 
 #: a dimension counts as "kept" or "moved" when one entry of its row of R carries this much of it

@@ -13,10 +13,12 @@ from typing import Any
 from . import __version__, hub
 from .audit import check_width, compare, fingerprint_model, suspect_width
 from .cache import FingerprintCache
+from .demo import SUSPECTS
 from .errors import ModelLoadError, SeedPrintsError
 from .fingerprint import Fingerprint, load_fingerprint
 from .library import Library
 from .loading import resolve_source, start_weights_hash
+from .measured import false_positive_level
 from .paths import default_cache, default_library
 from .memory import parse_size
 from .methods import DEFAULT_ALPHA, DEFAULT_TEST, TESTS
@@ -69,7 +71,8 @@ def _test_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--k", type=float, default=None,
                    help=f"identity dimensions: ratio of D (<1) or a count (default {DEFAULT_K:g}; the calibrated "
                         "test uses all D with every-position probes such as fast)")
-    g.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})")
+    g.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help=f"significance level (default {DEFAULT_ALPHA:g}{_measured_level()})")
     g.add_argument("--permutations", type=int, default=TESTS["calibrated"].defaults["n_permutations"],
                    help="calibrated test: random re-pairings (default %(default)s)")
     g.add_argument("--no-basis-check", dest="basis_check", action="store_false",
@@ -80,6 +83,16 @@ def _test_args(p: argparse.ArgumentParser) -> None:
                    help="paper test only")
     g.add_argument("--null-test", choices=["ttest", "mannwhitney"], default="ttest", help="paper test only")
     g.add_argument("--agg", action="store_true", help="paper test only: add the aggregate-tau signal (Bonferroni x2)")
+
+
+def _measured_level() -> str:
+    """The default probe's measured false-positive rate, for --alpha's help (argparse-escaped)."""
+    try:
+        level = false_positive_level(DEFAULT_PRESET)
+    except SeedPrintsError as exc:
+        return f"; no measured false-positive rate: {exc}".replace("%", "%%")
+    return (f"; measured at {level.alpha:g} with the default probe {DEFAULT_PRESET}, the calibrated test gives "
+            f"{level.percent()} false positives on the seed zoo, {level.source}").replace("%", "%%")
 
 
 def _exit_code_arg(p: argparse.ArgumentParser) -> None:
@@ -125,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _test_args(p)
 
-    p = sub.add_parser("demo", help="build the embedded demo library and scan its two suspects")
+    p = sub.add_parser("demo", help=f"build the embedded demo library and scan its {len(SUSPECTS)} suspects")
     p.add_argument("--rebuild", action="store_true", help="rebuild the demo from scratch")
 
     lp = sub.add_parser("library", help="manage a reference library")
@@ -272,7 +285,7 @@ def _scan_text(rep: ScanReport) -> str:
         out += ["", "skipped:"] + [f"  {n}: {why}" for n, why in rep.skipped]
     out += ["", f"VERDICT: {rep.verdict.label}", rep.verdict.reason]
     if rep.test.get("test") == "paper" and rep.test.get("null") == "analytical":
-        out += ["", "note: paper-mode analytical p-values assume independent columns; METHOD.md shows they can "
+        out += ["", "note: paper-mode analytical p-values assume independent columns; docs/method.md shows they can "
                 "over-state the evidence between unrelated models, so treat borderline matches (|log10 p| < 10) "
                 "with care."]
     return "\n".join(out)
@@ -362,7 +375,7 @@ def _cmd_library(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import SUSPECTS, build_demo
+    from .demo import build_demo
     from .paths import home
 
     if args.rebuild:

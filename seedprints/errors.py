@@ -54,3 +54,15 @@ class LibraryError(SeedPrintsError):
 
 class UploadError(SeedPrintsError):
     """An uploaded file or archive was refused (size, type, unsafe paths)."""
+
+
+class MissingDependencyError(SeedPrintsError, ImportError):
+    """An optional package a feature needs is not installed (see :mod:`seedprints.optional`).
+
+    ``name`` is the module that could not be imported, ``package`` the distribution to install and
+    ``extra`` the seedprints extra that brings it (``pip install 'seedprints[<extra>]'``).
+    """
+
+    def __init__(self, message: str, *, name: str, package: str, extra: str) -> None:
+        super().__init__(message)
+        self.name, self.package, self.extra = name, package, extra

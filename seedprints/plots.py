@@ -10,14 +10,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 from scipy import stats as sps
 
+from . import optional
 from .similarity import Embedding, EvidenceMatrix
 from .stats import SeedPrintsResult
 from .teaching import ALPHA, VOCAB, WEIGHT_NAME, identity_overlap, per_dim_rho, profile_of
 from .verdict import format_p
+
+go = optional.require("plotly.graph_objects", "the figures")
+make_subplots = optional.require("plotly.subplots", "the figures").make_subplots
 
 #: -log10 p is drawn up to this value; stronger evidence gets the same darkest colour
 EVIDENCE_CAP = 30.0
@@ -63,6 +65,11 @@ def embedding_map(embedding: Embedding, names: Sequence[str], lineages: Sequence
                   ) -> go.Figure:
     """Scatter of the 2-D map: one colour per lineage (family and seed), the suspect as a large star."""
     fig = go.Figure()
+    if not embedding.drawn:  # left out (its optional dependency missing): say so where the map would be
+        fig.add_annotation(text=embedding.note, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        return _layout(fig, "Map of the models (not drawn)")
     coords = embedding.coords
     if embedding.links:  # one trace of segments (None breaks the line between pairs)
         xs: list[float | None] = []

@@ -10,13 +10,15 @@ import html
 import math
 from typing import Any
 
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
-
-from . import __version__
+from . import __version__, optional
 from .audit import LibraryAudit
+from .measured import budget_of, false_positive_level
 from .plots import embedding_map, evidence_heatmap, evidence_plot
+from .probes import DEFAULT_PRESET, ProbeSpec
 from .verdict import format_p
+
+pio = optional.require("plotly.io", "the HTML report")
+get_plotlyjs = optional.require("plotly.offline", "the HTML report").get_plotlyjs
 
 LIMITATIONS = (
     "SeedPrints links models through their random initialisation: MATCH means the suspect descends "
@@ -24,11 +26,21 @@ LIMITATIONS = (
     "seed. It does not say which of those steps happened, and it cannot link models trained from "
     "different seeds, even on the same data. A seed label is only as true as the library that records "
     "it. NO MATCH means no reference in this library shares the suspect's seed; the suspect may come "
-    "from a seed the library does not hold. p-values are Holm-corrected over the references tested; "
-    "the calibrated test holds its level on our seed zoo (false-positive rate 0.3-0.5% at alpha 0.01), "
-    "the paper test does not (3-16%). Evidence depends on the probe: fingerprints made with different "
-    "probes or hidden sizes are not compared."
+    "from a seed the library does not hold. p-values are Holm-corrected over the references tested. "
+    "Evidence depends on the probe: fingerprints made with different probes or hidden sizes are not compared."
 )
+
+
+def measured_level(spec: ProbeSpec) -> str:
+    """What the benchmarks measured of both tests' false-positive rates, for this probe's budget (else the default's)."""
+    budget = budget_of(spec)
+    probe = budget if budget is not None else DEFAULT_PRESET
+    calibrated, paper = false_positive_level(probe), false_positive_level(probe, test="paper")
+    which = "" if budget is not None else (f" (this audit's probe is not one the benchmarks measured; the figures "
+                                           f"are the default probe's, {DEFAULT_PRESET})")
+    return (f"Measured on the seed zoo{which}: the calibrated test gives {calibrated.text()}; the paper test "
+            f"gives {paper.percent()} with the same probe ({paper.source}). The method and its guarantees: "
+            "docs/method.md.")
 
 _CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; max-width: 1100px; margin: 2rem auto;
@@ -114,5 +126,6 @@ def report_html(audit: LibraryAudit, command: str) -> str:
 <h2>Reproduce</h2><p>This command re-runs the audit (same library, probe and test) and prints the same table and verdict:</p>
 <pre id="command">{e(command)}</pre>
 <h2>Limitations</h2><p id="limitations">{e(LIMITATIONS)}</p>
+<p id="measured">{e(measured_level(sus.spec))}</p>
 <p><small>SeedPrints {e(__version__)}, report written {created}. Method: Tong et al., SeedPrints (ICLR 2026).</small></p>
 </body></html>"""

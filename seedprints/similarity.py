@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import SeedPrintsError
+from . import optional
 from .fingerprint import Fingerprint
 from .stats import SeedPrintsResult, SuspectRanks, holm_log10
 from .verdict import DEFAULT_TEST, run_test, skip_reason
@@ -25,7 +25,7 @@ from .verdict import DEFAULT_TEST, run_test, skip_reason
 #: block minimum 0.6); UMAP is kept for maps too large for MDS's O(n^2) iterations.
 UMAP_MIN_POINTS = 200
 
-EmbeddingMethod = Literal["umap", "mds", "line", "point"]
+EmbeddingMethod = Literal["umap", "mds", "line", "point", "none"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +160,10 @@ def pairwise_evidence(items: Sequence[tuple[str, str, Fingerprint]], test: str =
 
 @dataclasses.dataclass(frozen=True)
 class Embedding:
-    """2-D coordinates of the models, how they were computed, and a sentence saying so."""
+    """2-D coordinates of the models, how they were computed, and a sentence saying so.
+
+    A map that was not drawn has method 'none', no coordinates ([0, 2]) and a note that says why.
+    """
 
     coords: np.ndarray
     method: EmbeddingMethod
@@ -168,9 +171,35 @@ class Embedding:
     #: pairs (i, j), i < j, with significant evidence: drawn as lines on the map
     links: tuple[tuple[int, int], ...] = ()
 
+    @property
+    def drawn(self) -> bool:
+        """False when the map was left out (its optional dependency missing, or not asked for)."""
+        return self.method != "none"
+
+
+def map_needs(n: int) -> str | None:
+    """The optional module that placing n models needs (see :mod:`seedprints.optional`), or None."""
+    if n <= 2:
+        return None
+    return "sklearn" if n < UMAP_MIN_POINTS else "umap"
+
+
+def can_map(n: int) -> bool:
+    """True when the map of n models can be drawn with what is installed."""
+    need = map_needs(n)
+    return need is None or optional.available(need)
+
+
+def not_mapped(n: int, why: str) -> Embedding:
+    """The Embedding of a map that was not drawn, saying why."""
+    return Embedding(np.zeros((0, 2)), "none", f"map of {n} models not drawn: {why}")
+
 
 def map_models(matrix: EvidenceMatrix, alpha: float = 0.01, seed: int = 0) -> Embedding:
-    """The map of an evidence matrix: its layout distance placed in 2-D, with its significant pairs as links."""
+    """The map of an evidence matrix: its layout distance placed in 2-D, with its significant pairs as links.
+
+    Needs scikit-learn from 3 models on (umap-learn from UMAP_MIN_POINTS): MissingDependencyError otherwise.
+    """
     sig = matrix.significant(alpha)
     links = tuple((int(i), int(j)) for i, j in zip(*np.nonzero(np.triu(sig, 1))))
     return dataclasses.replace(embed_2d(matrix.layout_distance(alpha), seed), links=links)
@@ -189,17 +218,12 @@ def embed_2d(distance: np.ndarray, seed: int = 0) -> Embedding:
     if n == 2:
         return Embedding(np.array([[0.0, 0.0], [d[0, 1], 0.0]]), "line", "two models, placed at their distance")
     if n < UMAP_MIN_POINTS:
-        try:
-            from sklearn.manifold import MDS
-        except ImportError:
-            raise SeedPrintsError("the map of models needs scikit-learn: pip install 'seedprints[app]'") from None
-
+        MDS = optional.require("sklearn.manifold", "the map of models").MDS
         mds = MDS(n_components=2, metric="precomputed", random_state=seed, n_init=4, init="random")
         coords = mds.fit_transform(d)
         return Embedding(np.asarray(coords, dtype=np.float64), "mds",
                          f"metric MDS of {n} models; UMAP from {UMAP_MIN_POINTS}")
-    import umap  # imported late: numba compiles on first use
-
+    umap = optional.require("umap", "the map of models")  # imported late: numba compiles on first use
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # few neighbours keep seed families together on small maps (measured on the demo library)

@@ -1,6 +1,6 @@
 """The SeedPrints statistical test (paper mode), with analytical and empirical nulls.
 
-Notation follows METHOD.md: H_ref and H_sus are [N, D] feature matrices (last-layer hidden
+Notation follows docs/method.md: H_ref and H_sus are [N, D] feature matrices (last-layer hidden
 state at the last position).  Identity dimensions are the k columns with the smallest mean;
 the kept columns are softmaxed row-wise at temperature T, a Kendall tau is computed per
 kept column between the two models, and the mean tau is tested against a null.

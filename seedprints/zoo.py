@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import optional
 from .derive import average_weights, magnitude_prune, quantize_weights
 from .paths import home
 from .progress import ProgressCallback
@@ -127,9 +128,9 @@ def synthetic_corpus(domain: int, n_words: int, vocab_words: int = 800) -> str:
 
 
 def _train_tokenizer(text: str, vocab: int) -> Any:
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizers = optional.require("tokenizers", "the seed zoo's tokenizer")
+    models, pre_tokenizers, trainers = tokenizers.models, tokenizers.pre_tokenizers, tokenizers.trainers
+    tok = tokenizers.Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<unk>"], show_progress=False)
     tok.train_from_iterator(text.splitlines(), trainer=trainer)
@@ -199,13 +200,12 @@ def train(model: torch.nn.Module, tokens: np.ndarray, val: np.ndarray, cfg: ZooC
 
 
 def _lora_finetune(model: torch.nn.Module, tokens: np.ndarray, val: np.ndarray, cfg: ZooConfig) -> torch.nn.Module:
-    from peft import LoraConfig, get_peft_model
-
+    peft = optional.require("peft", "the seed zoo's LoRA derivatives")
     base = copy.deepcopy(model)
-    lcfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, init_lora_weights=True,
+    lcfg = peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, init_lora_weights=True,
                       target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     torch.manual_seed(1000)  # LoRA A matrices are random: fix them
-    peft_model = get_peft_model(base, lcfg)
+    peft_model = peft.get_peft_model(base, lcfg)
     train(peft_model, tokens, val, cfg, cfg.lora_steps, cfg.lora_lr, data_seed=3)
     return peft_model.merge_and_unload()
 

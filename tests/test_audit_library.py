@@ -98,6 +98,17 @@ def test_map_size_caps_the_matrix(workspace):
     assert len(a.report.rows) == 4  # the scan itself still covers the whole library
 
 
+def test_map_left_out_on_request_keeps_the_evidence(workspace, audit):
+    _, lib, suspect = workspace
+    a = audit_library(str(suspect), lib, device="cpu", draw_map=False)
+    assert not a.embedding.drawn and a.embedding.method == "none" and a.embedding.coords.shape == (0, 2)
+    assert a.embedding.note == "map of 5 models not drawn: not asked for (draw_map=False)"
+    assert a.report.verdict.label == "MATCH" and a.matrix.n == 5
+    np.testing.assert_array_equal(np.isnan(a.matrix.z), np.isnan(audit.matrix.z))
+    assert json.loads(json.dumps(a.to_dict(), allow_nan=False))["map"] == {
+        "drawn": False, "method": "none", "note": a.embedding.note, "coords": [], "links": []}
+
+
 def test_to_dict_is_json_ready(audit):
     d = audit.to_dict()
     text = json.dumps(d, allow_nan=False)  # NaN must have become null
@@ -107,7 +118,7 @@ def test_to_dict_is_json_ready(audit):
     assert back["scan"]["verdict"]["label"] == "MATCH" and back["scan"]["verdict"]["seed"] == 2
     assert back["matrix"]["names"] == audit.matrix.names
     assert back["matrix"]["z"][0][0] is None and back["matrix"]["z"][1][0] == pytest.approx(audit.matrix.z[1, 0])
-    assert len(back["map"]["coords"]) == 5
+    assert len(back["map"]["coords"]) == 5 and back["map"]["drawn"] is True
     assert back["probe"] == audit.suspect.spec.to_dict()
     assert back["command"] == audit.command(str(audit.suspect.model.source))
     assert shlex.split(back["command"])[2] == audit.suspect.model.source

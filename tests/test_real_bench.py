@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,17 +10,12 @@ from seedprints.derive import magnitude_prune, quantize_weights, weight_noise
 from seedprints.loading import wrap_model
 
 from conftest import TINY_VOCAB, tiny_llama
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import load_bench
 
 
 @pytest.fixture(scope="module")
 def real():
-    sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("bench_real", ROOT / "bench" / "real.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("real")
 
 
 @pytest.fixture

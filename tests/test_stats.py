@@ -13,7 +13,8 @@ from seedprints.stats import holm_log10, resolve_k, seedprints_test
 
 
 def reference_statistic(A, B, k, mode, temperature=10.0, agg=False):
-    """METHOD.md written out by hand: bottom-k, softmax(x/T), scipy kendalltau per column, analytical null."""
+    """docs/method.md's published test written out by hand: bottom-k, softmax(x/T), scipy kendalltau per column,
+    analytical null."""
     n, d = A.shape
     ma, mb = A.mean(axis=0), B.mean(axis=0)
     bot_a = set(np.argsort(ma, kind="stable")[:k].tolist())

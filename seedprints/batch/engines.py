@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import optional
 from ..errors import SeedPrintsError, first_line
 from .manifest import ManifestRow
 from .worker import FAILED, Shared, WorkerSettings, run_row
@@ -248,10 +249,8 @@ class RayEngine:
                  gpu_memory: int = DEFAULT_GPU_MEMORY, init_kwargs: dict[str, Any] | None = None) -> None:
         if workers is not None and workers < 1:
             raise EngineError(f"--workers must be at least 1, got {workers}")
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise EngineError("--engine ray needs Ray: pip install 'seedprints[cluster]'") from None
+        if not optional.available("ray"):
+            raise optional.missing("ray", "--engine ray")
         self.address = address
         self.workers = workers
         self.gpu_memory = gpu_memory
