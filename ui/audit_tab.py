@@ -23,6 +23,7 @@ from .context import DEMO_LIBRARY, Server, open_library, probe_choices, safe_fil
 from .jobs import FINISHED, Job
 from .sources import (DEMO_CHOICES, SOURCE_DEMO, SOURCE_HUB, SOURCE_PATH, SOURCE_UPLOAD, ModelChoice, model_form,
                       prepared_model, resolve_model)
+from .seed_panel import build_seed_section
 from .tasks import Submission, TaskView, wire
 
 
@@ -212,6 +213,7 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
             robust_status = gr.HTML(elem_id="robust-status")
             robust_table = gr.Dataframe(interactive=False, elem_id="robust-table", wrap=True)
             robust_plot = gr.Plot(elem_id="robust-plot", show_label=False)
+        connect_seed_section = build_seed_section(server)
 
     form = [*model.inputs, lib_choice, probe_choice, test_choice, alpha, trust, visitor]
     audit_view = TaskView(status, [verdict, ranked, heat, umap_plot, evidence, download, download_report, command,
@@ -221,6 +223,7 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
                            lambda rows: [views.robustness_table(rows), robustness_chart(rows)],
                            idle="Press Check robustness to test the chosen suspect.")
     wire(server.queue, robust_view, robust_btn, form, lambda *v: start_robustness(server, *v), robust_cancel)
+    connect_seed_section(form)
     lib_choice.change(lambda lib, who: audit_probe_choices(server, lib, who), [lib_choice, visitor], probe_choice,
                       queue=False)
     return AuditTab(lib_choice, probe_choice)
