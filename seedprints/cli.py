@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from .memory import parse_size
 from .methods import DEFAULT_ALPHA, DEFAULT_TEST, TESTS
 from .stats import DEFAULT_K
 from .probes import DEFAULT_PRESET, PRESETS, ProbeSpec, preset
+from .seeds import DEFAULT_RECIPE, RECIPES
 from .progress import tqdm_progress
 from .stats import SeedPrintsResult
 from .verdict import EXIT_CODES, ScanReport, format_p, scan
@@ -137,6 +139,34 @@ def build_parser() -> argparse.ArgumentParser:
     _probe_args(p)
     _model_args(p)
     _test_args(p)
+
+    for verb, what, example in (
+            ("verify-seed", "rebuild the init of a suspect's own config for a claimed seed and test the suspect "
+             "against it (no library needed)", "seedprints verify-seed ./my-model --seed 42"),
+            ("seed-search", "recover a suspect's training seed by trying a range of seeds (no library needed)",
+             "seedprints seed-search ./my-model --seeds 0-999 --stop-at-match --state search.json")):
+        p = sub.add_parser(verb, help=what, description=what[0].upper() + what[1:] + ".", epilog=f"example: {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("model", help="suspect: model folder, .safetensors file (with --config) or Hub id; its "
+                                     "config.json is what the init is rebuilt from")
+        if verb == "verify-seed":
+            p.add_argument("--seed", type=int, required=True, help="the claimed training (init) seed")
+        else:
+            p.add_argument("--seeds", required=True, metavar="RANGE",
+                           help="seeds to try, e.g. 0-999 or 0-99,1234,3407 (well-known seeds inside it go first)")
+            p.add_argument("--stop-at-match", action="store_true",
+                           help="stop at the first seed whose p stays below alpha after Holm over the whole range")
+            p.add_argument("--state", metavar="FILE",
+                           help="JSON file of the seeds tried, written after each seed: rerun to continue a search")
+        p.add_argument("--recipe", default=DEFAULT_RECIPE, metavar="NAME",
+                       help="how the init is drawn from the seed: " + "; ".join(
+                           f"{r.name}{' (default)' if r.name == DEFAULT_RECIPE else ''}: {r.description}"
+                           for r in RECIPES.values()))
+        p.add_argument("--name", help="name of the suspect in the report (default: from the path)")
+        _exit_code_arg(p)
+        _probe_args(p)
+        _model_args(p)
+        _test_args(p)
 
     p = sub.add_parser("demo", help=f"build the embedded demo library and scan its {len(SUSPECTS)} suspects")
     p.add_argument("--rebuild", action="store_true", help="rebuild the demo from scratch")
@@ -340,6 +370,81 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return EXIT_CODES[rep.verdict.label] if args.exit_code else 0
 
 
+def _recipe_text(info: dict[str, Any]) -> str:
+    return (f"recipe: {info['name']} ({info['generator']}, device {info['device']}, torch {info['torch']}, "
+            f"transformers {info['transformers']})")
+
+
+def _seed_command(args: argparse.Namespace) -> tuple[dict[str, Any], Any, Any]:
+    """Keyword arguments shared by verify_seed and search_seeds, with the progress bar and its closer."""
+    if args.max_memory is not None:
+        parse_size(args.max_memory)
+    if args.quiet or args.json:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    probe_given = any(v is not None for v in (args.probe, args.n_samples, args.seq_len, args.vocab_range,
+                                              args.probe_seed, args.positions))
+    load = {"config": args.config, "revision": args.revision, "device": args.device, "dtype": args.dtype,
+            "trust_remote_code": args.trust_remote_code, "batch_size": args.batch_size, "stream": args.stream,
+            "cache": None if args.no_cache else FingerprintCache(default_cache())}
+    update, close = _progress(args, args.command, unit="seed")
+    kwargs = {"recipe": args.recipe, "name": args.name, "probe": _spec_from_args(args) if probe_given else None,
+              "alpha": args.alpha, "max_memory": args.max_memory, "progress": update, "load": load,
+              **_test_kwargs(args)}
+    return kwargs, update, close
+
+
+def _cmd_verify_seed(args: argparse.Namespace) -> int:
+    from .seeds import verify_seed
+
+    kwargs, _, close = _seed_command(args)
+    try:
+        check = verify_seed(args.model, args.seed, **kwargs)
+    finally:
+        close()
+    if args.json:
+        print(json.dumps(check.to_dict(), indent=1))
+    else:
+        print("\n".join([
+            f"suspect: {check.suspect}   probe: {check.probe_id}   alpha: {check.alpha:g}", _recipe_text(check.recipe),
+            f"seed {check.seed} (rebuilt init {check.init_sha256}): {_result_text(check.result, check.alpha)}", "",
+            check.reason, f"reproduce: {check.command}",
+            f"VERDICT: {check.label}" + (f" seed {check.seed}" if check.label == "MATCH" else "")]))
+    return EXIT_CODES[check.label] if args.exit_code else 0
+
+
+def _cmd_seed_search(args: argparse.Namespace) -> int:
+    from .seeds import search_seeds
+
+    kwargs, _, close = _seed_command(args)
+    try:
+        res = search_seeds(args.model, args.seeds, stop_at_match=args.stop_at_match, state=args.state, **kwargs)
+    finally:
+        close()
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=1))
+        return EXIT_CODES[res.label] if args.exit_code else 0
+    ranked = res.ranked()
+    rows = [[str(t.seed), f"{t.statistic:.4f}", f"{t.z:.2f}", f"{t.log10_p:.2f}", f"{h:.2f}",
+             "inconclusive" if t.inconclusive else ("yes" if h < math.log10(res.alpha) else "no")]
+            for t, h in ranked[:10]]
+    tried = f"tried {len(res.trials)} of {res.n_range} seeds"
+    if res.from_state:
+        tried += f" ({res.from_state} read from {res.state_file})"
+    if res.stopped_early:
+        tried += ", stopped at the first decisive match"
+    found = f"MATCH seed {res.seed}" if res.label == "MATCH" else (
+        f"NO MATCH (no seed recovered in {res.seeds})" if res.label == "NO MATCH" else res.label)
+    print("\n".join([
+        f"suspect: {res.suspect}   probe: {res.probe_id}   alpha: {res.alpha:g} (Holm over the {res.n_range} seeds "
+        f"of {res.seeds})", _recipe_text(res.recipe), tried, "",
+        _table(["seed", "statistic", "z", "log10 p", "log10 p (Holm)", "significant"], rows)
+        + (f"\n({len(ranked) - 10} more seeds, none stronger)" if len(ranked) > 10 else ""), "",
+        res.reason, f"reproduce: {res.command}", f"VERDICT: {found}"]))
+    return EXIT_CODES[res.label] if args.exit_code else 0
+
+
 def _cmd_library(args: argparse.Namespace) -> int:
     action = args.library_command
     if action == "build":
@@ -414,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         handler = {"fingerprint": _cmd_fingerprint, "compare": _cmd_compare, "scan": _cmd_scan,
-                   "library": _cmd_library, "demo": _cmd_demo, "audit-batch": _cmd_audit_batch}[args.command]
+                   "library": _cmd_library, "demo": _cmd_demo,
+                   "verify-seed": _cmd_verify_seed, "seed-search": _cmd_seed_search, "audit-batch": _cmd_audit_batch}[args.command]
         return handler(args)
     except SeedPrintsError as exc:
         if args.debug:

@@ -28,6 +28,16 @@ def tiny_spec(n: int = 300, seq_len: int = 16, vocab: int = TINY_VOCAB, seed: in
     return ProbeSpec(kind="token", n_samples=n, seq_len=seq_len, vocab_range=vocab, seed=seed)
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Torch single-threaded for a module: with another job on the same cores, oversubscribed threads slow
+    small models down more than tenfold (weights are unchanged)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """Every test gets its own SEEDPRINTS_HOME so caches and libraries never leak between tests."""

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from seedprints.audit import fingerprint_model
 from seedprints.cache import FingerprintCache
@@ -37,14 +36,6 @@ def _load_bench():
 
 
 accuracy = _load_bench()
-
-
-@pytest.fixture(scope="module")
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

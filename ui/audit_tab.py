@@ -26,6 +26,7 @@ from .context import (DEMO_LIBRARY, Server, find_probe, open_library, probe_choi
 from .jobs import FINISHED, Job
 from .sources import (DEMO_CHOICES, SOURCE_DEMO, SOURCE_HUB, SOURCE_PATH, SOURCE_UPLOAD, ModelChoice, model_form,
                       prepared_model, resolve_model)
+from .seed_panel import build_seed_section
 from .tasks import Submission, TaskView, wire
 
 
@@ -241,6 +242,7 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
             robust_status = gr.HTML(elem_id="robust-status")
             robust_table = gr.Dataframe(interactive=False, elem_id="robust-table", wrap=True)
             robust_plot = gr.Plot(elem_id="robust-plot", show_label=False)
+        connect_seed_section = build_seed_section(server)
 
         # wired inside the tab: the hidden parts of a task (State, Timer) must not sit between tabs (ui.tasks)
         form = [*model.inputs, lib_choice, probe_choice, test_choice, alpha, trust, visitor]
@@ -253,6 +255,7 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
                                idle="Press Check robustness to test the chosen suspect.",
                                cleared=lambda: [None, None])
         wire(server.queue, robust_view, robust_btn, form, lambda *v: start_robustness(server, *v), robust_cancel)
+        connect_seed_section(form)
         lib_choice.change(lambda lib, who: audit_probe_choices(server, lib, who), [lib_choice, visitor], probe_choice,
                           queue=False)
     return AuditTab(lib_choice, probe_choice)
