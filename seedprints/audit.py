@@ -140,6 +140,11 @@ def check_width(library: Library, spec: ProbeSpec, width: int | None, name: str 
     if width is None or not widths or width in widths:
         return
     held = " or ".join(str(w) for w in widths)
+    if width < max(widths):  # narrower: it could be width-pruned from a wider reference, which is not testable here
+        raise IncompatibleFingerprintsError(
+            f"no reference in this library is as wide as {name} (hidden size {width}; the references have {held}): "
+            f"{name} could be a width-pruned copy of a wider one, which this test cannot check across widths; audit it "
+            f"against a library of {width}-wide models")
     raise IncompatibleFingerprintsError(
         f"this library holds no model {name} could derive from: {name} has hidden size {width} and every reference "
         f"here has hidden size {held}; audit it against a library of {width}-wide models, or add some to this one")
