@@ -160,3 +160,19 @@ def test_exit_code_follows_the_verdict(workspace):
     assert main(["compare", ref12, derived, *PROBE, "--exit-code"]) == 0
     assert main(["compare", ref12, unrelated, *PROBE, "--exit-code"]) == 1
     assert main(["compare", ref12, unrelated, *PROBE]) == 0
+
+
+def test_quiet_hides_the_gguf_conversion_bar(workspace, tmp_path):
+    """transformers draws its own bar while it de-quantizes a GGUF; -q hides it with every other bar."""
+    pytest.importorskip("gguf")
+    from test_gguf import write_llama_gguf
+
+    gguf_file = write_llama_gguf(tiny_llama(3), tmp_path / "tiny.gguf")
+    loud = run_cli("fingerprint", str(gguf_file), "-o", str(tmp_path / "loud.safetensors"), *PROBE[:-1], "--no-cache",
+                   env_home=workspace / "home")
+    assert loud.returncode == 0, loud.stderr
+    assert "GGUF tensors" in loud.stderr  # without -q the conversion bar is drawn: the check below can see one
+    quiet = run_cli("fingerprint", str(gguf_file), "-o", str(tmp_path / "quiet.safetensors"), *PROBE, "--no-cache",
+                    env_home=workspace / "home")
+    assert quiet.returncode == 0, quiet.stderr
+    assert not any(mark in quiet.stderr for mark in ("\r", "%|", "it/s", "s/it", "GGUF tensors")), quiet.stderr
