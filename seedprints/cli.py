@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +102,25 @@ def _exit_code_arg(p: argparse.ArgumentParser) -> None:
                    help=f"exit with the verdict's code ({codes}; 2 is still an error), like git diff --exit-code")
 
 
+def _doc(summary: str, *examples: str, details: str = "") -> dict[str, Any]:
+    """add_parser keywords: ``summary`` is the command list's line and, as a sentence, the first line of the
+    command's --help; ``details`` (wrapped, its indents kept) follow it and the examples end it."""
+    wrap = lambda line: textwrap.fill(line, 79, subsequent_indent=line[:len(line) - len(line.lstrip())])  # noqa: E731
+    description = summary[0].upper() + summary[1:] + "."
+    if details:
+        description += "\n\n" + "\n".join(wrap(line) for line in details.splitlines())
+    return {"help": summary.replace("%", "%%"), "description": description,
+            "epilog": ("examples:\n" if len(examples) > 1 else "example:\n") + "\n".join(f"  {e}" for e in examples),
+            "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for the whole CLI."""
     ap = argparse.ArgumentParser(prog="seedprints", description=(
-        "Fingerprint LLM checkpoints and test whether they share a training seed (SeedPrints, ICLR 2026)."))
+        "Fingerprint LLM checkpoints and test whether they share a training seed\n(SeedPrints, ICLR 2026)."),
+        epilog="examples:\n  seedprints demo\n  seedprints compare ./base-model ./suspect-model\n"
+               "  seedprints scan ./suspect-model --library ./references",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"seedprints {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
@@ -114,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add = sub.add_parser
     sub.add_parser = lambda *a, **kw: _add(*a, parents=[common], **kw)  # type: ignore[method-assign]
 
-    p = sub.add_parser("fingerprint", help="extract a model's fingerprint to a file")
+    p = sub.add_parser("fingerprint", **_doc(
+        "extract a model's fingerprint to a file", "seedprints fingerprint ./my-model -o my-model.safetensors",
+        details="The file can stand in for the model in compare, scan and library add."))
     p.add_argument("model", help="model folder, .safetensors/.bin file, .gguf file or Hub id (org/name[@revision])")
     p.add_argument("-o", "--output", required=True, help="fingerprint file to write (.safetensors)")
     p.add_argument("--name", help="name recorded in the fingerprint (default: from the path)")
@@ -122,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     _probe_args(p)
     _model_args(p)
 
-    p = sub.add_parser("compare", help="test whether two models or fingerprints share their init seed")
+    p = sub.add_parser("compare", **_doc(
+        "test whether two models or fingerprints share their init seed",
+        "seedprints compare ./base-model ./suspect-model", "seedprints compare base.safetensors suspect.gguf --json",
+        details="Prints the test's evidence, then VERDICT: MATCH, NO MATCH or INCONCLUSIVE."))
     p.add_argument("reference", help="fingerprint file or model")
     p.add_argument("suspect", help="fingerprint file or model")
     _exit_code_arg(p)
@@ -130,7 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _test_args(p)
 
-    p = sub.add_parser("scan", help="test a suspect against every reference in a library and give a verdict")
+    p = sub.add_parser("scan", **_doc(
+        "test a suspect against every reference in a library and give a verdict",
+        "seedprints scan ./suspect-model --library ./references",
+        details="Prints the references ranked by evidence, then VERDICT: MATCH, NO MATCH or INCONCLUSIVE."))
     p.add_argument("model", help="suspect: fingerprint file or model")
     p.add_argument("--library", default=None, help=f"library folder (default {default_library()})")
     _exit_code_arg(p)
@@ -138,14 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _test_args(p)
 
-    p = sub.add_parser("demo", help=f"build the embedded demo library and scan its {len(SUSPECTS)} suspects")
+    p = sub.add_parser("demo", **_doc(
+        f"build the embedded demo library and scan its {len(SUSPECTS)} suspects", "seedprints demo",
+        details="The library holds tiny llama models with known seeds, built on this machine (nothing is "
+                "downloaded). The suspects:\n" + "\n".join(f"  {k}: {v}" for k, v in SUSPECTS.items())))
     p.add_argument("--rebuild", action="store_true", help="rebuild the demo from scratch")
 
-    lp = sub.add_parser("library", help="manage a reference library")
+    lp = sub.add_parser("library", **_doc("manage a reference library", "seedprints library list"))
     lsub = lp.add_subparsers(dest="library_command", required=True, metavar="ACTION")
     _ladd = lsub.add_parser
     lsub.add_parser = lambda *a, **kw: _ladd(*a, parents=[common], **kw)  # type: ignore[method-assign]
-    p = lsub.add_parser("add", help="fingerprint a model (or take a fingerprint file) and add it")
+    p = lsub.add_parser("add", **_doc("fingerprint a model (or take a fingerprint file) and add it",
+                                      "seedprints library add ./my-model --family llama --seed 0"))
     p.add_argument("model", help="fingerprint file or model")
     p.add_argument("--library", default=None)
     p.add_argument("--name", help="unique reference name (default: from the path)")
@@ -155,15 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", default="0.2", help="columns stored: ratio of D (default 0.2) or 'all'")
     _probe_args(p)
     _model_args(p)
-    p = lsub.add_parser("list", help="list references")
+    p = lsub.add_parser("list", **_doc("list the references of a library",
+                                       "seedprints library list --library ./references"))
     p.add_argument("--library", default=None)
-    p = lsub.add_parser("remove", help="remove a reference by name")
+    p = lsub.add_parser("remove", **_doc("remove a reference by name", "seedprints library remove my-model"))
     p.add_argument("name")
     p.add_argument("--library", default=None)
-    p = lsub.add_parser("export", help="write the library to a zip")
+    p = lsub.add_parser("export", **_doc("write the library to a zip", "seedprints library export references.zip"))
     p.add_argument("zip")
     p.add_argument("--library", default=None)
-    p = lsub.add_parser("import", help="add every reference of a (validated) library zip")
+    p = lsub.add_parser("import", **_doc("add every reference of a (validated) library zip",
+                                         "seedprints library import references.zip --skip-existing"))
     p.add_argument("zip")
     p.add_argument("--library", default=None)
     p.add_argument("--skip-existing", action="store_true", help="keep existing references of the same name")

@@ -176,3 +176,47 @@ def test_quiet_hides_the_gguf_conversion_bar(workspace, tmp_path):
                     env_home=workspace / "home")
     assert quiet.returncode == 0, quiet.stderr
     assert not any(mark in quiet.stderr for mark in ("\r", "%|", "it/s", "s/it", "GGUF tensors")), quiet.stderr
+
+
+def _subcommands(parser, path=()):
+    """(command words, parser) for every subcommand of the CLI, library actions included."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _subcommands(sub, (*path, name))
+
+
+def _help(capsys, *words: str) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main([*words, "--help"])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_every_subcommand_help_says_what_it_does_and_ends_with_an_example(capsys):
+    from seedprints.cli import build_parser
+
+    commands = [words for words, _ in _subcommands(build_parser())]
+    assert {("compare",), ("scan",), ("demo",), ("library", "add"), ("audit-batch",)} <= set(commands)
+    for words in commands:
+        out = _help(capsys, *words)
+        paragraphs = out.strip().split("\n\n")  # usage, description, ..., epilog
+        first = paragraphs[1].splitlines()[0]
+        assert first[0].isupper() and first.endswith(".") and len(first.split()) >= 2, (words, first)
+        assert paragraphs[-1].startswith("example"), (words, paragraphs[-1])
+        examples = [line.split() for line in paragraphs[-1].splitlines()[1:]]
+        assert examples and all(ex[:len(words) + 1] == ["seedprints", *words] for ex in examples), (words, examples)
+
+
+def test_top_level_help_counts_the_demo_suspects(capsys):
+    from seedprints.demo import SUSPECTS
+
+    out = _help(capsys)
+    demo = next(line for line in out.splitlines() if line.split()[:1] == ["demo"])
+    assert f"scan its {len(SUSPECTS)} suspects" in " ".join(demo.split())
+    demo_help = _help(capsys, "demo")
+    assert all(f"{key}: {what}" in demo_help for key, what in SUSPECTS.items())  # and says which they are
