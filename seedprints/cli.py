@@ -347,14 +347,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     ref = _fingerprint(args, args.reference, spec)
     sus = _fingerprint(args, args.suspect, ref.spec if is_fingerprint_file(args.reference) and args.probe is None else spec)
     r = compare(ref, sus, **_test_kwargs(args))
+    label = "INCONCLUSIVE" if r.inconclusive else "MATCH" if r.significant(args.alpha) else "NO MATCH"
     if args.json:
         print(json.dumps({"reference": ref.name, "suspect": sus.name, "alpha": args.alpha,
                           "significant": r.significant(args.alpha), **r.to_dict()}, indent=1))
     else:
-        print(f"{ref.name} vs {sus.name}: {_result_text(r, args.alpha)}")
-    if not args.exit_code:
-        return 0
-    return EXIT_CODES["INCONCLUSIVE" if r.inconclusive else "MATCH" if r.significant(args.alpha) else "NO MATCH"]
+        print(f"{ref.name} vs {sus.name}: {_result_text(r, args.alpha)}\n\nVERDICT: {label}")
+    return EXIT_CODES[label] if args.exit_code else 0
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:

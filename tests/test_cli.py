@@ -220,3 +220,14 @@ def test_top_level_help_counts_the_demo_suspects(capsys):
     assert f"scan its {len(SUSPECTS)} suspects" in " ".join(demo.split())
     demo_help = _help(capsys, "demo")
     assert all(f"{key}: {what}" in demo_help for key, what in SUSPECTS.items())  # and says which they are
+
+
+def test_compare_text_ends_with_a_verdict_line_and_json_has_none(workspace, capsys):
+    ref12 = str(workspace / "ref12")
+    for suspect, label in (("derived", "MATCH"), ("unrelated", "NO MATCH")):
+        capsys.readouterr()
+        assert main(["compare", ref12, str(workspace / suspect), *PROBE]) == 0
+        assert capsys.readouterr().out.rstrip().splitlines()[-1] == f"VERDICT: {label}"
+    assert main(["compare", ref12, str(workspace / "derived"), *PROBE, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "VERDICT" not in out and json.loads(out)["significant"]
