@@ -18,7 +18,7 @@ from .demo import SUSPECTS
 from .errors import ModelLoadError, SeedPrintsError
 from .fingerprint import Fingerprint, load_fingerprint
 from .library import Library
-from .loading import resolve_source, start_weights_hash
+from .loading import resolve_source, source_weights_hash, start_weights_hash
 from .measured import false_positive_level
 from .paths import default_cache, default_library
 from .memory import parse_size
@@ -345,7 +345,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             with contextlib.suppress(OSError):  # both hash in the background while the first one loads
                 start_weights_hash(src)
     ref = _fingerprint(args, args.reference, spec)
-    sus = _fingerprint(args, args.suspect, ref.spec if is_fingerprint_file(args.reference) and args.probe is None else spec)
+    sus_spec = ref.spec if is_fingerprint_file(args.reference) and args.probe is None else spec
+    sus = _same_checkpoint(args, ref) or _fingerprint(args, args.suspect, sus_spec)
     r = compare(ref, sus, **_test_kwargs(args))
     label = "INCONCLUSIVE" if r.inconclusive else "MATCH" if r.significant(args.alpha) else "NO MATCH"
     if args.json:
@@ -354,6 +355,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     else:
         print(f"{ref.name} vs {sus.name}: {_result_text(r, args.alpha)}\n\nVERDICT: {label}")
     return EXIT_CODES[label] if args.exit_code else 0
+
+
+def _same_checkpoint(args: argparse.Namespace, ref: Fingerprint) -> Fingerprint | None:
+    """The reference's fingerprint when compare's suspect is the same checkpoint, so it is not loaded twice: the same
+    file, folder or Hub id, or two local models whose weights hash the same (both hash in the background)."""
+    if Path(args.reference).expanduser().resolve() == Path(args.suspect).expanduser().resolve():
+        return ref
+    if any(is_fingerprint_file(t) or _is_hub_target(t) for t in (args.reference, args.suspect)):
+        return None
+    src = resolve_source(args.suspect, args.config)
+    return ref.with_name(src.name) if source_weights_hash(src) == ref.model.weights_hash else None
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:

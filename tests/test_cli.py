@@ -231,3 +231,23 @@ def test_compare_text_ends_with_a_verdict_line_and_json_has_none(workspace, caps
     assert main(["compare", ref12, str(workspace / "derived"), *PROBE, "--json"]) == 0
     out = capsys.readouterr().out
     assert "VERDICT" not in out and json.loads(out)["significant"]
+
+
+def test_compare_of_one_checkpoint_twice_loads_it_once(workspace, tmp_path, capsys):
+    """The same folder twice, or a copy of it (same weights hash), is fingerprinted once and matches itself."""
+    import shutil
+
+    from seedprints import loading
+
+    ref10 = workspace / "ref10"
+    copy = shutil.copytree(ref10, tmp_path / "copy-of-ref10")
+    for suspect, name in ((str(ref10), "ref10"), (f"{ref10}/../ref10", "ref10"), (str(copy), "copy-of-ref10")):
+        capsys.readouterr()
+        loads = loading.LOAD_COUNT
+        assert main(["compare", str(ref10), suspect, *PROBE, "--no-cache", "--json"]) == 0
+        assert loading.LOAD_COUNT == loads + 1, suspect
+        res = json.loads(capsys.readouterr().out)
+        assert (res["reference"], res["suspect"], res["significant"]) == ("ref10", name, True)
+    loads = loading.LOAD_COUNT  # a different checkpoint is still loaded
+    assert main(["compare", str(copy), str(workspace / "ref11"), *PROBE, "--no-cache"]) == 0
+    assert loading.LOAD_COUNT == loads + 2
