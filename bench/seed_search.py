@@ -1,4 +1,4 @@
-"""Seed search benchmark (#26): recover each zoo model's init seed from a range, with no library.
+"""Seed search benchmark: recover each zoo model's init seed from a range, with no library.
 
 Run:  python bench/seed_search.py                 (mini zoo, built if needed; about 6 minutes on 2 cores)
       python bench/seed_search.py --zoo full      (the full zoo, if built)
@@ -93,7 +93,7 @@ def markdown(res: dict) -> str:
     rec, opn = res["recovery"], res["open_set"]
     ok = sum(r["correct"] for r in rec)
     lines = [
-        "# Seed search: the init seed back from a range, with no library (#26)", "",
+        "# Seed search: the init seed back from a range, with no library", "",
         f"Zoo `{res['zoo']}`, recipe `zoo` (bit-identical to `transformers-cpu` on these models, tests/test_seeds.py), "
         f"probe `{res['probe']}` (the default, token range limited to the vocabulary), test `{res['test']}` at "
         f"alpha = {res['alpha']:g}, Holm over the whole range. Torch {res['torch']}, transformers "

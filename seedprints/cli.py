@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from .demo import SUSPECTS
 from .errors import ModelLoadError, SeedPrintsError
 from .fingerprint import Fingerprint, load_fingerprint
 from .library import Library
-from .loading import resolve_source, start_weights_hash
+from .loading import resolve_source, source_weights_hash, start_weights_hash
 from .measured import false_positive_level
 from .paths import default_cache, default_library
 from .memory import parse_size
@@ -103,10 +104,25 @@ def _exit_code_arg(p: argparse.ArgumentParser) -> None:
                    help=f"exit with the verdict's code ({codes}; 2 is still an error), like git diff --exit-code")
 
 
+def _doc(summary: str, *examples: str, details: str = "") -> dict[str, Any]:
+    """add_parser keywords: ``summary`` is the command list's line and, as a sentence, the first line of the
+    command's --help; ``details`` (wrapped, its indents kept) follow it and the examples end it."""
+    wrap = lambda line: textwrap.fill(line, 79, subsequent_indent=line[:len(line) - len(line.lstrip())])  # noqa: E731
+    description = summary[0].upper() + summary[1:] + "."
+    if details:
+        description += "\n\n" + "\n".join(wrap(line) for line in details.splitlines())
+    return {"help": summary.replace("%", "%%"), "description": description,
+            "epilog": ("examples:\n" if len(examples) > 1 else "example:\n") + "\n".join(f"  {e}" for e in examples),
+            "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for the whole CLI."""
     ap = argparse.ArgumentParser(prog="seedprints", description=(
-        "Fingerprint LLM checkpoints and test whether they share a training seed (SeedPrints, ICLR 2026)."))
+        "Fingerprint LLM checkpoints and test whether they share a training seed\n(SeedPrints, ICLR 2026)."),
+        epilog="examples:\n  seedprints demo\n  seedprints compare ./base-model ./suspect-model\n"
+               "  seedprints scan ./suspect-model --library ./references",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"seedprints {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
@@ -116,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add = sub.add_parser
     sub.add_parser = lambda *a, **kw: _add(*a, parents=[common], **kw)  # type: ignore[method-assign]
 
-    p = sub.add_parser("fingerprint", help="extract a model's fingerprint to a file")
+    p = sub.add_parser("fingerprint", **_doc(
+        "extract a model's fingerprint to a file", "seedprints fingerprint ./my-model -o my-model.safetensors",
+        details="The file can stand in for the model in compare, scan and library add."))
     p.add_argument("model", help="model folder, .safetensors/.bin file, .gguf file or Hub id (org/name[@revision])")
     p.add_argument("-o", "--output", required=True, help="fingerprint file to write (.safetensors)")
     p.add_argument("--name", help="name recorded in the fingerprint (default: from the path)")
@@ -124,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     _probe_args(p)
     _model_args(p)
 
-    p = sub.add_parser("compare", help="test whether two models or fingerprints share their init seed")
+    p = sub.add_parser("compare", **_doc(
+        "test whether two models or fingerprints share their init seed",
+        "seedprints compare ./base-model ./suspect-model", "seedprints compare base.safetensors suspect.gguf --json",
+        details="Prints the test's evidence, then VERDICT: MATCH, NO MATCH or INCONCLUSIVE."))
     p.add_argument("reference", help="fingerprint file or model")
     p.add_argument("suspect", help="fingerprint file or model")
     _exit_code_arg(p)
@@ -132,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _test_args(p)
 
-    p = sub.add_parser("scan", help="test a suspect against every reference in a library and give a verdict")
+    p = sub.add_parser("scan", **_doc(
+        "test a suspect against every reference in a library and give a verdict",
+        "seedprints scan ./suspect-model --library ./references",
+        details="Prints the references ranked by evidence, then VERDICT: MATCH, NO MATCH or INCONCLUSIVE."))
     p.add_argument("model", help="suspect: fingerprint file or model")
     p.add_argument("--library", default=None, help=f"library folder (default {default_library()})")
     _exit_code_arg(p)
@@ -145,8 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
              "against it (no library needed)", "seedprints verify-seed ./my-model --seed 42"),
             ("seed-search", "recover a suspect's training seed by trying a range of seeds (no library needed)",
              "seedprints seed-search ./my-model --seeds 0-999 --stop-at-match --state search.json")):
-        p = sub.add_parser(verb, help=what, description=what[0].upper() + what[1:] + ".", epilog=f"example: {example}",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(verb, **_doc(what, example))
         p.add_argument("model", help="suspect: model folder, .safetensors file (with --config) or Hub id; its "
                                      "config.json is what the init is rebuilt from")
         if verb == "verify-seed":
@@ -168,14 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
         _model_args(p)
         _test_args(p)
 
-    p = sub.add_parser("demo", help=f"build the embedded demo library and scan its {len(SUSPECTS)} suspects")
+    p = sub.add_parser("demo", **_doc(
+        f"build the embedded demo library and scan its {len(SUSPECTS)} suspects", "seedprints demo",
+        details="The library holds tiny llama models with known seeds, built on this machine (nothing is "
+                "downloaded). The suspects:\n" + "\n".join(f"  {k}: {v}" for k, v in SUSPECTS.items())))
     p.add_argument("--rebuild", action="store_true", help="rebuild the demo from scratch")
 
-    lp = sub.add_parser("library", help="manage a reference library")
+    lp = sub.add_parser("library", **_doc("manage a reference library", "seedprints library list"))
     lsub = lp.add_subparsers(dest="library_command", required=True, metavar="ACTION")
     _ladd = lsub.add_parser
     lsub.add_parser = lambda *a, **kw: _ladd(*a, parents=[common], **kw)  # type: ignore[method-assign]
-    p = lsub.add_parser("add", help="fingerprint a model (or take a fingerprint file) and add it")
+    p = lsub.add_parser("add", **_doc("fingerprint a model (or take a fingerprint file) and add it",
+                                      "seedprints library add ./my-model --family llama --seed 0"))
     p.add_argument("model", help="fingerprint file or model")
     p.add_argument("--library", default=None)
     p.add_argument("--name", help="unique reference name (default: from the path)")
@@ -185,15 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", default="0.2", help="columns stored: ratio of D (default 0.2) or 'all'")
     _probe_args(p)
     _model_args(p)
-    p = lsub.add_parser("list", help="list references")
+    p = lsub.add_parser("list", **_doc("list the references of a library",
+                                       "seedprints library list --library ./references"))
     p.add_argument("--library", default=None)
-    p = lsub.add_parser("remove", help="remove a reference by name")
+    p = lsub.add_parser("remove", **_doc("remove a reference by name", "seedprints library remove my-model"))
     p.add_argument("name")
     p.add_argument("--library", default=None)
-    p = lsub.add_parser("export", help="write the library to a zip")
+    p = lsub.add_parser("export", **_doc("write the library to a zip", "seedprints library export references.zip"))
     p.add_argument("zip")
     p.add_argument("--library", default=None)
-    p = lsub.add_parser("import", help="add every reference of a (validated) library zip")
+    p = lsub.add_parser("import", **_doc("add every reference of a (validated) library zip",
+                                         "seedprints library import references.zip --skip-existing"))
     p.add_argument("zip")
     p.add_argument("--library", default=None)
     p.add_argument("--skip-existing", action="store_true", help="keep existing references of the same name")
@@ -345,16 +374,27 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             with contextlib.suppress(OSError):  # both hash in the background while the first one loads
                 start_weights_hash(src)
     ref = _fingerprint(args, args.reference, spec)
-    sus = _fingerprint(args, args.suspect, ref.spec if is_fingerprint_file(args.reference) and args.probe is None else spec)
+    sus_spec = ref.spec if is_fingerprint_file(args.reference) and args.probe is None else spec
+    sus = _same_checkpoint(args, ref) or _fingerprint(args, args.suspect, sus_spec)
     r = compare(ref, sus, **_test_kwargs(args))
+    label = "INCONCLUSIVE" if r.inconclusive else "MATCH" if r.significant(args.alpha) else "NO MATCH"
     if args.json:
         print(json.dumps({"reference": ref.name, "suspect": sus.name, "alpha": args.alpha,
                           "significant": r.significant(args.alpha), **r.to_dict()}, indent=1))
     else:
-        print(f"{ref.name} vs {sus.name}: {_result_text(r, args.alpha)}")
-    if not args.exit_code:
-        return 0
-    return EXIT_CODES["INCONCLUSIVE" if r.inconclusive else "MATCH" if r.significant(args.alpha) else "NO MATCH"]
+        print(f"{ref.name} vs {sus.name}: {_result_text(r, args.alpha)}\n\nVERDICT: {label}")
+    return EXIT_CODES[label] if args.exit_code else 0
+
+
+def _same_checkpoint(args: argparse.Namespace, ref: Fingerprint) -> Fingerprint | None:
+    """The reference's fingerprint when compare's suspect is the same checkpoint, so it is not loaded twice: the same
+    file, folder or Hub id, or two local models whose weights hash the same (both hash in the background)."""
+    if Path(args.reference).expanduser().resolve() == Path(args.suspect).expanduser().resolve():
+        return ref
+    if any(is_fingerprint_file(t) or _is_hub_target(t) for t in (args.reference, args.suspect)):
+        return None
+    src = resolve_source(args.suspect, args.config)
+    return ref.with_name(src.name) if source_weights_hash(src) == ref.model.weights_hash else None
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:

@@ -475,6 +475,7 @@ def _load_gguf(src: ModelSource, label: str, dev: torch.device, dtype: str | tor
 
     path = Path(src.location)
     target = compute_dtype(dev, "float16", dtype)
+    _gguf_bar_follows_hub_switch()
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=target,
                                                      local_files_only=True)
@@ -485,6 +486,27 @@ def _load_gguf(src: ModelSource, label: str, dev: torch.device, dtype: str | tor
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+def _gguf_bar_follows_hub_switch() -> None:
+    """transformers draws its "Converting and de-quantizing GGUF tensors" bar with plain tqdm, which its own
+    progress-bar switch does not reach: make that bar follow huggingface_hub's switch, which the CLI turns off
+    under -q/--json (and HF_HUB_DISABLE_PROGRESS_BARS=1 turns off anywhere).  Installed once; each bar asks the
+    switch when it is made, so concurrent loads never race over it."""
+    from huggingface_hub.utils import are_progress_bars_disabled
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is None or getattr(bar, "follows_hub_switch", False):
+        return
+
+    def tqdm(*args: Any, **kwargs: Any) -> Any:
+        if are_progress_bars_disabled():
+            kwargs["disable"] = True
+        return bar(*args, **kwargs)
+
+    tqdm.follows_hub_switch = True  # type: ignore[attr-defined]
+    gguf_utils.tqdm = tqdm
 
 
 def facts_for(model: torch.nn.Module, name: str, weights_hash: str | None = None, source: str = "") -> ModelFacts:

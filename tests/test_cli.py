@@ -160,3 +160,94 @@ def test_exit_code_follows_the_verdict(workspace):
     assert main(["compare", ref12, derived, *PROBE, "--exit-code"]) == 0
     assert main(["compare", ref12, unrelated, *PROBE, "--exit-code"]) == 1
     assert main(["compare", ref12, unrelated, *PROBE]) == 0
+
+
+def test_quiet_hides_the_gguf_conversion_bar(workspace, tmp_path):
+    """transformers draws its own bar while it de-quantizes a GGUF; -q hides it with every other bar."""
+    pytest.importorskip("gguf")
+    from test_gguf import write_llama_gguf
+
+    gguf_file = write_llama_gguf(tiny_llama(3), tmp_path / "tiny.gguf")
+    loud = run_cli("fingerprint", str(gguf_file), "-o", str(tmp_path / "loud.safetensors"), *PROBE[:-1], "--no-cache",
+                   env_home=workspace / "home")
+    assert loud.returncode == 0, loud.stderr
+    assert "GGUF tensors" in loud.stderr  # without -q the conversion bar is drawn: the check below can see one
+    quiet = run_cli("fingerprint", str(gguf_file), "-o", str(tmp_path / "quiet.safetensors"), *PROBE, "--no-cache",
+                    env_home=workspace / "home")
+    assert quiet.returncode == 0, quiet.stderr
+    assert not any(mark in quiet.stderr for mark in ("\r", "%|", "it/s", "s/it", "GGUF tensors")), quiet.stderr
+
+
+def _subcommands(parser, path=()):
+    """(command words, parser) for every subcommand of the CLI, library actions included."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _subcommands(sub, (*path, name))
+
+
+def _help(capsys, *words: str) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main([*words, "--help"])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_every_subcommand_help_says_what_it_does_and_ends_with_an_example(capsys):
+    from seedprints.cli import build_parser
+
+    commands = [words for words, _ in _subcommands(build_parser())]
+    assert {("compare",), ("scan",), ("demo",), ("library", "add"), ("audit-batch",)} <= set(commands)
+    for words in commands:
+        out = _help(capsys, *words)
+        paragraphs = out.strip().split("\n\n")  # usage, description, ..., epilog
+        first = paragraphs[1].splitlines()[0]
+        assert first[0].isupper() and first.endswith(".") and len(first.split()) >= 2, (words, first)
+        assert paragraphs[-1].startswith("example"), (words, paragraphs[-1])
+        examples = [line.split() for line in paragraphs[-1].splitlines()[1:]]
+        assert examples and all(ex[:len(words) + 1] == ["seedprints", *words] for ex in examples), (words, examples)
+
+
+def test_top_level_help_counts_the_demo_suspects(capsys):
+    from seedprints.demo import SUSPECTS
+
+    out = _help(capsys)
+    demo = next(line for line in out.splitlines() if line.split()[:1] == ["demo"])
+    assert f"scan its {len(SUSPECTS)} suspects" in " ".join(demo.split())
+    demo_help = _help(capsys, "demo")
+    assert all(f"{key}: {what}" in demo_help for key, what in SUSPECTS.items())  # and says which they are
+
+
+def test_compare_text_ends_with_a_verdict_line_and_json_has_none(workspace, capsys):
+    ref12 = str(workspace / "ref12")
+    for suspect, label in (("derived", "MATCH"), ("unrelated", "NO MATCH")):
+        capsys.readouterr()
+        assert main(["compare", ref12, str(workspace / suspect), *PROBE]) == 0
+        assert capsys.readouterr().out.rstrip().splitlines()[-1] == f"VERDICT: {label}"
+    assert main(["compare", ref12, str(workspace / "derived"), *PROBE, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "VERDICT" not in out and json.loads(out)["significant"]
+
+
+def test_compare_of_one_checkpoint_twice_loads_it_once(workspace, tmp_path, capsys):
+    """The same folder twice, or a copy of it (same weights hash), is fingerprinted once and matches itself."""
+    import shutil
+
+    from seedprints import loading
+
+    ref10 = workspace / "ref10"
+    copy = shutil.copytree(ref10, tmp_path / "copy-of-ref10")
+    for suspect, name in ((str(ref10), "ref10"), (f"{ref10}/../ref10", "ref10"), (str(copy), "copy-of-ref10")):
+        capsys.readouterr()
+        loads = loading.LOAD_COUNT
+        assert main(["compare", str(ref10), suspect, *PROBE, "--no-cache", "--json"]) == 0
+        assert loading.LOAD_COUNT == loads + 1, suspect
+        res = json.loads(capsys.readouterr().out)
+        assert (res["reference"], res["suspect"], res["significant"]) == ("ref10", name, True)
+    loads = loading.LOAD_COUNT  # a different checkpoint is still loaded
+    assert main(["compare", str(copy), str(workspace / "ref11"), *PROBE, "--no-cache"]) == 0
+    assert loading.LOAD_COUNT == loads + 2

@@ -39,11 +39,12 @@ def _batch_args(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: Any, lsub: Any) -> None:
     """Add ``audit-batch`` to the top-level subcommands and ``build`` to ``library``'s."""
-    from ..cli import _probe_args, _test_args
+    from ..cli import _doc, _probe_args, _test_args
 
     manifest_help = ("CSV (with a header) or JSON Lines manifest, one model per row: source (folder, file or Hub id "
                      "org/name[@revision]), name, family, seed, notes, revision, config")
-    p = lsub.add_parser("build", help="fingerprint every model of a manifest and add it (resumable)")
+    p = lsub.add_parser("build", **_doc("fingerprint every model of a manifest and add it (resumable)",
+                                        "seedprints library build models.csv --library ./references"))
     p.add_argument("manifest", help=manifest_help)
     p.add_argument("--library", default=None)
     p.add_argument("--keep", default="0.2", help="columns stored: ratio of D (default 0.2) or 'all'")
@@ -51,7 +52,9 @@ def add_commands(sub: Any, lsub: Any) -> None:
     _probe_args(p)
     _batch_args(p)
 
-    p = sub.add_parser("audit-batch", help="scan every suspect of a manifest against a library (resumable)")
+    p = sub.add_parser("audit-batch", **_doc("scan every suspect of a manifest against a library (resumable)",
+                                             "seedprints audit-batch suspects.csv --library ./references "
+                                             "-o results.jsonl"))
     p.add_argument("manifest", help=manifest_help)
     p.add_argument("--library", default=None)
     p.add_argument("-o", "--output", required=True,
