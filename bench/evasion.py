@@ -47,7 +47,7 @@ from seedprints import evasion as ev  # noqa: E402
 from seedprints.audit import compare, fingerprint_model  # noqa: E402
 from seedprints.derive import quantize_weights  # noqa: E402
 from seedprints.fingerprint import Fingerprint, load_fingerprint  # noqa: E402
-from seedprints.loading import ModelFacts  # noqa: E402
+from seedprints.loading import LoadedModel, ModelFacts, facts_for  # noqa: E402
 from seedprints.paths import home  # noqa: E402
 from seedprints.probes import preset  # noqa: E402
 from seedprints.stats import calibrated_test  # noqa: E402
@@ -122,6 +122,11 @@ def _interval(fp: int, n: int) -> list[float]:
     return [round(100 * ci.low, 2), round(100 * ci.high, 2)] if ci else [0.0, 100.0]
 
 
+def _fingerprint(model: torch.nn.Module, spec: Any, name: str) -> Fingerprint:
+    """Fingerprint of an in-memory model under a bench name (its weights are not hashed: it is never stored)."""
+    return fingerprint_model(LoadedModel(model.eval(), facts_for(model, name, weights_hash=f"bench:{name}")), spec)
+
+
 def negatives(work: Path, ref_fp: Fingerprint, cfg: Any, n_inits: int, spec: Any) -> list[dict[str, Any]]:
     """Random inits of the config and their rotated copies against the reference, both ways (resumable)."""
     log = work / f"negatives-{spec.id}.jsonl"
@@ -134,8 +139,8 @@ def negatives(work: Path, ref_fp: Fingerprint, cfg: Any, n_inits: int, spec: Any
                 continue
             t0 = time.perf_counter()
             init = init_model(cfg, seed)
-            fp_i = fingerprint_model(init, spec, name=f"init-{seed}")
-            fp_r = fingerprint_model(ev.rotate_hidden(init, seed).model, spec, name=f"init-{seed}-rotated")
+            fp_i = _fingerprint(init, spec, f"init-{seed}")
+            fp_r = _fingerprint(ev.rotate_hidden(init, seed).model, spec, f"init-{seed}-rotated")
             del init
             rec = {"seed": seed,
                    "pairs": {"reference->init": _row(compare(ref_fp, fp_i)), "init->reference": _row(compare(fp_i, ref_fp)),
