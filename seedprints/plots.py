@@ -242,6 +242,17 @@ def robustness_chart(rows: Sequence[Any], alpha: float = 0.01) -> go.Figure:
 # ---------------------------------------------------------------------------- Learn tab figures
 _A_COLOR, _B_COLOR, _SHARED_COLOR, _GREY = "#1f77b4", "#ff7f0e", "#d62728", "#c8c8c8"
 _TEST_COLORS = {"paper-analytical": "#d62728", "paper-empirical": "#ff7f0e", "calibrated": "#2ca02c"}
+#: legend labels of the tests of bench/accuracy.py: each name says what it is
+TEST_LABELS = {"paper-analytical": "paper-analytical (the paper's test, p from a normal formula)",
+               "paper-empirical": "paper-empirical (the paper's test, null simulated from 20 pairs of random activations)",
+               "calibrated": "calibrated (this project's test, p from re-paired dimensions)"}
+
+
+def _legend_line(name: str, dash: str, color: str) -> go.Scatter:
+    """A legend entry for a reference line drawn with add_hline / add_vline (which have none): the line's
+    label goes to the legend instead of an annotation on the plot, where bars and their labels would hit it."""
+    return go.Scatter(x=[None], y=[None], mode="lines", name=name, line={"dash": dash, "color": color},
+                      hoverinfo="skip")
 
 
 def weights_figure(w_a: np.ndarray, w_b: np.ndarray, seed_a: int, seed_b: int, name: str = WEIGHT_NAME,
@@ -263,6 +274,7 @@ def weights_figure(w_a: np.ndarray, w_b: np.ndarray, seed_a: int, seed_b: int, n
                                    histnorm="probability density"), row=1, col=3)
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title="weight value", row=1, col=3)
+    fig.update_yaxes(title="density", row=1, col=3)
     return _layout(fig, f"{name}: same distribution, different numbers<br><sup>colour: weight value "
                         "(blue positive, red negative)</sup>", height=380)
 
@@ -286,6 +298,11 @@ def profile_figure(means_a: np.ndarray, means_b: np.ndarray, k: int, label_a: st
                              hovertemplate="dimension %{x}<br>mean %{y:.4f}<br>%{customdata}<extra>" + label + "</extra>"),
                       row=row, col=1)
         fig.update_yaxes(title="mean activation", row=row, col=1)
+    # the bars carry no legend (one colour per bar); these entries say what each colour means
+    for name, color in ((f"identity dimension of {label_a}", _A_COLOR), (f"identity dimension of {label_b}", _B_COLOR),
+                        ("identity dimension of both (shared)", _SHARED_COLOR), ("other dimension", _GREY)):
+        fig.add_trace(go.Bar(x=[None], y=[None], name=name, marker={"color": color}, hoverinfo="skip",
+                             showlegend=True), row=1, col=1)
     fig.update_xaxes(title="hidden dimension", row=2, col=1)
     return _layout(fig, f"Mean activation per dimension: {ov.count} of k = {ov.k} identity dimensions shared "
                         f"(chance: {ov.expected:.1f})", height=520)
@@ -348,8 +365,9 @@ def derivative_figure(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> g
         fig.add_trace(go.Bar(x=names, y=z, name=label, marker={"color": color}, text=[f"{v:.1f}" for v in z],
                              textposition="outside", cliponaxis=False))
     z_alpha = float(sps.norm.isf(alpha))
-    fig.add_hline(y=z_alpha, line={"dash": "dash", "color": "#444444"},
-                  annotation_text=f"z = {z_alpha:.2f} (p about {alpha:g})", annotation_position="top right")
+    fig.add_hline(y=z_alpha, line={"dash": "dash", "color": "#444444"})
+    fig.add_trace(_legend_line(f"dashed line: z = {z_alpha:.2f} (p about {alpha:g}); above it a copy matches",
+                               "dash", "#444444"))
     all_z = [float(r[key]) for r in rows for key in ("z vs own init", "z vs other seed") if math.isfinite(r[key])]
     top = max([z_alpha, *all_z])
     bottom = min([0.0, *all_z])
@@ -373,14 +391,15 @@ def fpr_figure(rows: Sequence[dict[str, Any]], alpha: float | None = None) -> go
         xs = [g for g in groups if g in sel]
         rate = [sel[g]["fpr"] for g in xs]
         fig.add_trace(go.Bar(
-            x=xs, y=rate, name=test, marker={"color": _TEST_COLORS.get(test, "#7f7f7f")},
+            x=xs, y=rate, name=TEST_LABELS.get(test, test), marker={"color": _TEST_COLORS.get(test, "#7f7f7f")},
             error_y={"type": "data", "symmetric": False, "array": [sel[g]["ci_high"] - sel[g]["fpr"] for g in xs],
                      "arrayminus": [sel[g]["fpr"] - sel[g]["ci_low"] for g in xs]},
             customdata=[[sel[g]["false_positives"], sel[g]["negatives"], sel[g]["ci_low"], sel[g]["ci_high"]] for g in xs],
-            hovertemplate=test + "<br>%{x}<br>FPR %{y:.3f} (%{customdata[0]} of %{customdata[1]} unrelated pairs)"
+            hovertemplate=TEST_LABELS.get(test, test) + "<br>%{x}<br>FPR %{y:.3f} (%{customdata[0]} of %{customdata[1]} unrelated pairs)"
                                  "<br>95% interval %{customdata[2]:.3f} to %{customdata[3]:.3f}<extra></extra>"))
-    fig.add_hline(y=a, line={"dash": "dash", "color": "#111111"}, annotation_text=f"alpha = {a:g}",
-                  annotation_position="top left")
+    fig.add_hline(y=a, line={"dash": "dash", "color": "#111111"})
+    fig.add_trace(_legend_line(f"dashed line: alpha = {a:g}, the rate a calibrated test stays under", "dash",
+                               "#111111"))
     fig.update_layout(barmode="group")
     fig.update_yaxes(title=f"share of unrelated pairs with p < {a:g}", rangemode="tozero")
     return _layout(fig, f"False-positive rate at alpha = {a:g} (bars: 95% intervals)", height=420)
@@ -397,13 +416,14 @@ def fpr_curve_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], alpha: fl
     for test, (alphas, fpr) in curves.items():
         lo, hi = float(min(lo, alphas.min())), float(max(hi, alphas.max()))
         shown = np.maximum(np.asarray(fpr, dtype=float), floor)
-        fig.add_trace(go.Scatter(x=alphas, y=shown, mode="lines", name=test, customdata=np.asarray(fpr, dtype=float),
+        fig.add_trace(go.Scatter(x=alphas, y=shown, mode="lines", name=TEST_LABELS.get(test, test), customdata=np.asarray(fpr, dtype=float),
                                  line={"color": _TEST_COLORS.get(test, "#7f7f7f"), "width": 3},
-                                 hovertemplate=test + "<br>alpha %{x:.3g}<br>FPR %{customdata:.4f}<extra></extra>"))
+                                 hovertemplate=TEST_LABELS.get(test, test) + "<br>alpha %{x:.3g}<br>FPR %{customdata:.4f}<extra></extra>"))
     fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="FPR = alpha (calibrated)",
                              line={"dash": "dash", "color": "#111111"}))
     if alpha is not None:
         fig.add_vline(x=alpha, line={"dash": "dot", "color": "#888888"})
+        fig.add_trace(_legend_line(f"dotted line: alpha = {alpha:g}", "dot", "#888888"))
     ticks = [t for t in (1e-3, 1e-2, 1e-1, 1.0) if floor <= t <= max(hi, 0.3) * 1.01]
     labels = [f"{t:.1%}".replace(".0%", "%") for t in ticks]
     fig.update_xaxes(type="log", title="alpha (decision threshold on p)", tickvals=ticks, ticktext=labels)
