@@ -80,6 +80,26 @@ def test_demo_maps_read_the_same_across_audits(demo):
     assert orders[0] == orders[1]  # the ranked orders differ, the matrix's does not
 
 
+def test_audit_tab_redraws_the_map_in_the_chosen_layout(demo):
+    """The Audit tab's "Map layout" radio redraws the map from the finished audit's evidence matrix."""
+    import gradio as gr
+
+    from ui.audit_tab import MAP_LAYOUTS, map_figure
+
+    paths, lib = demo
+    audit = audit_library(paths["derived"], lib, device="cpu")
+    assert list(MAP_LAYOUTS) == ["default", "UMAP"]
+    default = map_figure(audit, "default")
+    umap = map_figure(audit, "UMAP")
+    for fig in (default, umap):
+        assert sum(len(t.x) for t in fig.data if "markers" in t.mode) == audit.matrix.n
+    sus = [next(t for t in f.data if t.name == "suspect") for f in (default, umap)]
+    assert (sus[0].x[0], sus[0].y[0]) == tuple(audit.embedding.coords[0])  # the audit's own map
+    assert "UMAP layout" in umap.layout.title.text and "default layout" in default.layout.title.text
+    assert (sus[1].x[0], sus[1].y[0]) != (sus[0].x[0], sus[0].y[0])
+    assert isinstance(map_figure(None, "UMAP"), type(gr.skip()))  # before any audit: nothing to redraw
+
+
 def test_separation_against_hand_computation():
     coords = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [4.0, 0.0]])
     sig = np.zeros((4, 4), dtype=bool)

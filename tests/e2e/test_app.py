@@ -67,6 +67,12 @@ def test_derived_suspect_matches_seed_3_with_plots(page):
     page.wait_for_function(f"({MAP_POINTS})() === 9")
     assert page.evaluate(MAP_TITLE).startswith("Models placed by evidence of a shared seed")  # words, not "MDS"
     assert page.evaluate(EVIDENCE_TRACES) >= 3
+    # the layout choice redraws the map from this audit, with no new extraction
+    page.locator("#map-layout").get_by_text("UMAP", exact=True).click()
+    page.wait_for_function(f"(({MAP_TITLE})() || '').includes('UMAP layout')")
+    assert page.evaluate(MAP_POINTS) == 9
+    page.locator("#map-layout").get_by_text("default", exact=True).click()
+    page.wait_for_function(f"(({MAP_TITLE})() || '').includes('default layout')")
     ranked = page.inner_text("#ranked")
     assert ranked.index("demo-llama-seed3") < ranked.index("demo-llama-seed1")
     with page.expect_download() as dl:
