@@ -23,7 +23,8 @@ from .progress import ProgressCallback
 from .library import Library, Reference
 from .probes import ProbeSpec
 from . import optional
-from .similarity import Embedding, EvidenceMatrix, can_map, map_models, map_needs, not_mapped, pairwise_evidence
+from .similarity import (SUSPECT_LINEAGE, Embedding, EvidenceMatrix, can_map, map_models, map_needs, not_mapped,
+                         pairwise_evidence)
 from .stats import SeedPrintsResult
 from .verdict import DEFAULT_ALPHA, DEFAULT_TEST, ScanReport, run_test, scan
 
@@ -259,7 +260,7 @@ def audit_library(
     t2 = time.perf_counter()
     by_name = {ref.name: (ref, fp) for ref, fp in refs}
     ranked = [by_name[row.reference.name] for row in report.rows[:map_size]]
-    items = [(sus.name, "suspect", sus)] + [(ref.name, ref.lineage, fp) for ref, fp in ranked]
+    items = [(sus.name, SUSPECT_LINEAGE, sus)] + [(ref.name, ref.lineage, fp) for ref, fp in ranked]
     # the scan already tested every reference against the suspect: reuse that column
     known = {(i + 1, 0): row.result for i, row in enumerate(report.rows[:map_size])}
     matrix = pairwise_evidence(items, test=test, known=known)

@@ -8,6 +8,8 @@ compact library fingerprint), or the two were made with different probes or widt
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -26,6 +28,12 @@ from .verdict import DEFAULT_TEST, run_test, skip_reason
 UMAP_MIN_POINTS = 200
 
 EmbeddingMethod = Literal["umap", "mds", "line", "point", "none"]
+#: how the map is laid out: "auto" (MDS below UMAP_MIN_POINTS models, UMAP from there; what keeps
+#: families apart best on the maps measured above), or "mds" / "umap" whatever the number of models
+Layout = Literal["auto", "mds", "umap"]
+LAYOUTS: tuple[str, ...] = ("auto", "mds", "umap")
+#: the lineage audit_library gives the suspect: kept first in display_order
+SUSPECT_LINEAGE = "suspect"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,16 +185,18 @@ class Embedding:
         return self.method != "none"
 
 
-def map_needs(n: int) -> str | None:
-    """The optional module that placing n models needs (see :mod:`seedprints.optional`), or None."""
+def map_needs(n: int, layout: Layout = "auto") -> str | None:
+    """The optional module that placing n models with ``layout`` needs (see :mod:`seedprints.optional`), or None."""
     if n <= 2:
         return None
-    return "sklearn" if n < UMAP_MIN_POINTS else "umap"
+    if layout == "umap":
+        return "umap" if n >= 4 else "sklearn"
+    return "sklearn" if n < UMAP_MIN_POINTS or layout == "mds" else "umap"
 
 
-def can_map(n: int) -> bool:
-    """True when the map of n models can be drawn with what is installed."""
-    need = map_needs(n)
+def can_map(n: int, layout: Layout = "auto") -> bool:
+    """True when the map of n models can be drawn with ``layout`` and what is installed."""
+    need = map_needs(n, layout)
     return need is None or optional.available(need)
 
 
@@ -195,18 +205,25 @@ def not_mapped(n: int, why: str) -> Embedding:
     return Embedding(np.zeros((0, 2)), "none", f"map of {n} models not drawn: {why}")
 
 
-def map_models(matrix: EvidenceMatrix, alpha: float = 0.01, seed: int = 0) -> Embedding:
+def map_models(matrix: EvidenceMatrix, alpha: float = 0.01, seed: int = 0, layout: Layout = "auto") -> Embedding:
     """The map of an evidence matrix: its layout distance placed in 2-D, with its significant pairs as links.
 
-    Needs scikit-learn from 3 models on (umap-learn from UMAP_MIN_POINTS): MissingDependencyError otherwise.
+    layout: see :data:`Layout`.  Needs scikit-learn for an MDS map of 3 models or more, umap-learn for a UMAP
+    one: MissingDependencyError otherwise.
     """
     sig = matrix.significant(alpha)
     links = tuple((int(i), int(j)) for i, j in zip(*np.nonzero(np.triu(sig, 1))))
-    return dataclasses.replace(embed_2d(matrix.layout_distance(alpha), seed), links=links)
+    return dataclasses.replace(embed_2d(matrix.layout_distance(alpha), seed, layout), links=links)
 
 
-def embed_2d(distance: np.ndarray, seed: int = 0) -> Embedding:
-    """Place models in 2-D from a precomputed distance matrix: UMAP, or MDS when there are too few models."""
+def embed_2d(distance: np.ndarray, seed: int = 0, layout: Layout = "auto") -> Embedding:
+    """Place models in 2-D from a precomputed distance matrix.
+
+    layout "auto": metric MDS below UMAP_MIN_POINTS models, UMAP from there; "mds" or "umap" forces one
+    (UMAP needs at least 4 models: fewer are placed by MDS).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown map layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     d = np.asarray(distance, dtype=np.float64)
     n = d.shape[0]
     if d.shape != (n, n) or not np.all(np.isfinite(d)):
@@ -217,7 +234,8 @@ def embed_2d(distance: np.ndarray, seed: int = 0) -> Embedding:
         return Embedding(np.zeros((1, 2)), "point", "a single model")
     if n == 2:
         return Embedding(np.array([[0.0, 0.0], [d[0, 1], 0.0]]), "line", "two models, placed at their distance")
-    if n < UMAP_MIN_POINTS:
+    use_umap = layout == "umap" and n >= 4 or layout == "auto" and n >= UMAP_MIN_POINTS
+    if not use_umap:
         MDS = optional.require("sklearn.manifold", "the map of models").MDS
         mds = MDS(n_components=2, metric="precomputed", random_state=seed, n_init=4, init="random")
         coords = mds.fit_transform(d)
@@ -232,3 +250,35 @@ def embed_2d(distance: np.ndarray, seed: int = 0) -> Embedding:
         coords = reducer.fit_transform(d)
     return Embedding(np.asarray(coords, dtype=np.float64), "umap",
                      f"UMAP on distance 1 / (1 + z) between {n} models")
+
+
+_LINEAGE = re.compile(r"^(?P<family>.*?)\s*(?:seed (?P<seed>-?\d+)|unknown seed)$")
+
+
+def lineage_key(lineage: str) -> tuple[str, float]:
+    """(family, seed) of a lineage label such as 'tiny seed 3' (see verdict.lineage_label), for sorting.
+
+    The seed sorts as a number (seed 2 before seed 10); an unknown seed, or a label of another form, sorts
+    after the known seeds of its family.
+    """
+    m = _LINEAGE.match(lineage.strip())
+    if m is None:
+        return lineage.strip(), math.inf
+    return m["family"], float(m["seed"]) if m["seed"] is not None else math.inf
+
+
+def _natural(name: str) -> tuple[Any, ...]:
+    """'seed2' before 'seed10': digit runs compare as numbers."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+                 for part in re.split(r"(\d+)", name) if part)
+
+
+def display_order(names: Sequence[str], lineages: Sequence[str]) -> list[int]:
+    """A stable order to show models in: the suspect first, then by family, seed and name.
+
+    Models of one seed (a base model and its derivatives) sit together, whatever order an audit ranked
+    them in; within a seed names sort naturally, so 'seed3' comes before 'seed3-ft'.
+    """
+    def key(i: int) -> tuple[Any, ...]:
+        return (lineages[i] != SUSPECT_LINEAGE, *lineage_key(lineages[i]), _natural(names[i]), i)
+    return sorted(range(len(names)), key=key)

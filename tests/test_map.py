@@ -10,6 +10,7 @@ import pytest
 from seedprints.audit import audit_library
 from seedprints.demo import SUSPECTS, build_demo
 from seedprints.library import Library
+from seedprints.plots import LABEL_CLASH, embedding_map, evidence_heatmap, lineage_colour
 from seedprints.similarity import EvidenceMatrix, map_models, map_separation
 
 
@@ -38,6 +39,65 @@ def test_demo_suspect_stands_with_its_family(demo, which):
     assert all(seeds[i] == seeds[j] for i, j in emb.links if 0 not in (i, j))
     assert np.array_equal(map_models(m).coords, emb.coords)  # deterministic
     assert audit.to_dict()["map"]["links"] == [list(p) for p in emb.links]
+
+
+def _text_positions(fig) -> dict[str, str]:
+    pos: dict[str, str] = {}
+    for t in fig.data:
+        if t.mode == "markers+text":
+            tp = [t.textposition] if isinstance(t.textposition, str) else list(t.textposition)
+            pos.update(zip(t.text, tp))
+    return pos
+
+
+def test_demo_maps_read_the_same_across_audits(demo):
+    """Audits of different suspects: each seed keeps its colour, near-coincident labels are placed apart, and
+    the evidence matrix lists the references in one order (a seed's models side by side)."""
+    paths, lib = demo
+    audits = [audit_library(paths[which], lib, device="cpu") for which in ("derived", "unrelated")]
+    colours, orders = [], []
+    for audit in audits:
+        m, emb = audit.matrix, audit.embedding
+        fig = embedding_map(emb, m.names, m.lineages, suspect_index=0)
+        colours.append({t.name: t.marker.color for t in fig.data if t.mode == "markers+text" and t.name != "suspect"})
+        assert all(c == lineage_colour(lab) for lab, c in colours[-1].items())
+        pos = _text_positions(fig)
+        extent = float(np.max(np.ptp(emb.coords, axis=0)))
+        close = [(i, j) for i in range(m.n) for j in range(i + 1, m.n)
+                 if np.hypot(*(emb.coords[i] - emb.coords[j])) < LABEL_CLASH * extent]
+        assert close, "the demo places a reference and its fine-tune at nearly the same point"
+        for i, j in close:
+            assert pos[m.names[i]] != pos[m.names[j]], (m.names[i], m.names[j])
+        heat = evidence_heatmap(m).data[0]
+        orders.append([n for n in heat.x if n != audit.suspect.name])
+        lin = dict(zip(m.names, m.lineages))
+        shown = [lin[n] for n in orders[-1]]
+        for lab in set(shown):  # each lineage's models sit side by side
+            idx = [k for k, x in enumerate(shown) if x == lab]
+            assert idx == list(range(idx[0], idx[-1] + 1)), (lab, orders[-1])
+    shared = set(colours[0]) & set(colours[1])
+    assert shared and all(colours[0][lab] == colours[1][lab] for lab in shared)
+    assert orders[0] == orders[1]  # the ranked orders differ, the matrix's does not
+
+
+def test_audit_tab_redraws_the_map_in_the_chosen_layout(demo):
+    """The Audit tab's "Map layout" radio redraws the map from the finished audit's evidence matrix."""
+    import gradio as gr
+
+    from ui.audit_tab import MAP_LAYOUTS, map_figure
+
+    paths, lib = demo
+    audit = audit_library(paths["derived"], lib, device="cpu")
+    assert list(MAP_LAYOUTS) == ["default", "UMAP"]
+    default = map_figure(audit, "default")
+    umap = map_figure(audit, "UMAP")
+    for fig in (default, umap):
+        assert sum(len(t.x) for t in fig.data if "markers" in t.mode) == audit.matrix.n
+    sus = [next(t for t in f.data if t.name == "suspect") for f in (default, umap)]
+    assert (sus[0].x[0], sus[0].y[0]) == tuple(audit.embedding.coords[0])  # the audit's own map
+    assert "UMAP layout" in umap.layout.title.text and "default layout" in default.layout.title.text
+    assert (sus[1].x[0], sus[1].y[0]) != (sus[0].x[0], sus[0].y[0])
+    assert isinstance(map_figure(None, "UMAP"), type(gr.skip()))  # before any audit: nothing to redraw
 
 
 def test_separation_against_hand_computation():

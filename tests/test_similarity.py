@@ -10,8 +10,10 @@ import pytest
 
 from seedprints.audit import fingerprint_model
 from seedprints.derive import weight_noise
-from seedprints.plots import embedding_map, evidence_heatmap, evidence_plot
-from seedprints.similarity import UMAP_MIN_POINTS, Embedding, EvidenceMatrix, embed_2d, pairwise_evidence
+from seedprints.plots import (MAP_TITLE, correlation_bins, embedding_map, evidence_heatmap, evidence_plot,
+                              label_positions, lineage_colour)
+from seedprints.similarity import (UMAP_MIN_POINTS, Embedding, EvidenceMatrix, display_order, embed_2d, lineage_key,
+                                   map_models, pairwise_evidence)
 from seedprints.stats import seedprints_test
 from seedprints.verdict import run_test
 
@@ -216,9 +218,38 @@ def test_evidence_heatmap(matrix):
     assert len(heat) == 1
     z = np.array(heat[0].z, dtype=float)
     assert z.shape == (matrix.n, matrix.n) and np.all(np.isnan(np.diag(z)))
+    # shown in display order: family, seed, then name (noisy0 before seed0 within tiny seed 0)
+    shown = ["noisy0", "seed0", "seed1", "seed2"]
+    assert list(heat[0].x) == shown and list(heat[0].y) == shown
     assert z[0, 1] > 3 and np.nanmax(z) <= 30.0 and np.nanmin(z) >= 0.0
-    assert list(heat[0].x) == matrix.names and list(heat[0].y) == matrix.names
+    # each cell is its pair's evidence, moved with its row and column
+    i, j = matrix.names.index("seed1"), matrix.names.index("seed0")
+    assert z[2, 1] == pytest.approx(min(-matrix.log10_p[i, j], 30.0))
     fig.to_json()  # serialisable
+
+
+def test_evidence_heatmap_marks_the_diagonal(matrix):
+    fig = evidence_heatmap(matrix)
+    names = list(fig.data[0].x)
+    selfs = [(a.x, a.y) for a in fig.layout.annotations if a.text == "self"]
+    assert selfs == [(n, n) for n in names]
+    cells = [(s.x0, s.x1, s.y0, s.y1) for s in fig.layout.shapes if s.type == "rect" and s.fillcolor]
+    assert cells == [(i - 0.5, i + 0.5, i - 0.5, i + 0.5) for i in range(len(names))]
+
+
+def test_display_order_keeps_each_seed_together():
+    names = ["suspect", "demo-seed3-ft", "demo-seed10", "demo-seed2", "demo-seed3", "other-ft", "mystery"]
+    lineages = ["suspect", "demo seed 3", "demo seed 10", "demo seed 2", "demo seed 3", "other seed 0",
+                "demo unknown seed"]
+    order = [names[i] for i in display_order(names, lineages)]
+    # suspect first; family "demo" by seed as a number (2, 3, 10, unknown); base before its fine-tune
+    assert order == ["suspect", "demo-seed2", "demo-seed3", "demo-seed3-ft", "demo-seed10", "mystery", "other-ft"]
+    assert lineage_key("tiny seed 12") == ("tiny", 12.0) and lineage_key("seed 4") == ("", 4.0)
+    assert lineage_key("x unknown seed") == ("x", math.inf)
+    # the same models in another (ranked) order come out the same
+    perm = [6, 4, 2, 0, 5, 1, 3]
+    again = [names[perm[i]] for i in display_order([names[p] for p in perm], [lineages[p] for p in perm])]
+    assert again == order
 
 
 def test_evidence_heatmap_with_untestable_pairs():
@@ -238,7 +269,60 @@ def test_embedding_map(matrix):
     # without a suspect every model is in its lineage's trace
     fig2 = embedding_map(emb, matrix.names, matrix.lineages, suspect_index=None)
     assert sum(len(t.x) for t in fig2.data) == matrix.n and "suspect" not in [t.name for t in fig2.data]
+    # the title says what the map shows in words, not how it was computed
+    assert fig.layout.title.text.startswith(MAP_TITLE) and "MDS" not in fig.layout.title.text
     fig.to_json()
+
+
+def _colours(fig: go.Figure) -> dict[str, str]:
+    return {t.name: t.marker.color for t in fig.data if t.mode == "markers+text" and t.name != "suspect"}
+
+
+def test_a_lineage_keeps_its_colour_across_maps():
+    # two audits with different model sets, the shared lineages listed in another order
+    a_names, a_lin = ["s", "a1", "b1", "c1"], ["suspect", "demo seed 1", "demo seed 2", "demo seed 3"]
+    b_names, b_lin = ["s", "c2", "x", "y", "a2"], ["suspect", "demo seed 3", "zoo seed 7", "zoo seed 8",
+                                                  "demo seed 1"]
+    rng = np.random.default_rng(0)
+    fa = embedding_map(Embedding(rng.normal(size=(4, 2)), "mds", ""), a_names, a_lin)
+    fb = embedding_map(Embedding(rng.normal(size=(5, 2)), "mds", ""), b_names, b_lin)
+    ca, cb = _colours(fa), _colours(fb)
+    assert ca["demo seed 1"] == cb["demo seed 1"] == lineage_colour("demo seed 1")
+    assert ca["demo seed 3"] == cb["demo seed 3"] == lineage_colour("demo seed 3")
+    assert len(set(ca.values())) == 3  # distinct here (the palette has 20 colours; the hash may share one)
+    # a stable hash, not Python's per-process hash(): a known value
+    assert lineage_colour("demo seed 1") == lineage_colour(" demo seed 1 ") == "#637939"
+
+
+def test_labels_of_near_coincident_points_are_placed_apart():
+    # the demo case: a reference and its fine-tune at almost the same spot, the suspect on top of them
+    coords = np.array([[0.0, 0.0], [2.0, 1.0], [2.003, 1.001], [-1.5, 2.0], [-1.5, 2.004], [1.0, -2.0]])
+    names = ["suspect", "seed3", "seed3-ft", "seed1", "seed1-ft", "seed2"]
+    lin = ["suspect", "demo seed 3", "demo seed 3", "demo seed 1", "demo seed 1", "demo seed 2"]
+    fig = embedding_map(Embedding(coords, "mds", ""), names, lin)
+    pos = {}
+    for t in fig.data:
+        if t.mode == "markers+text":
+            tp = [t.textposition] if isinstance(t.textposition, str) else list(t.textposition)
+            pos.update(zip(t.text, tp))
+    assert pos["seed3"] != pos["seed3-ft"] and pos["seed1"] != pos["seed1-ft"]
+    assert pos["seed2"] == "top center" and pos["suspect"] == "bottom center"  # alone: where they always were
+    # the pass itself: all on one spot get distinct positions; far apart points keep the first
+    assert len(set(label_positions(np.zeros((4, 2))))) == 4
+    assert label_positions(np.array([[0.0, 0.0], [5.0, 5.0]])) == ["top center", "top center"]
+
+
+def test_map_layout_choice(matrix):
+    auto = map_models(matrix)
+    assert auto.method == "mds" and np.array_equal(map_models(matrix, layout="mds").coords, auto.coords)
+    um = map_models(matrix, layout="umap")
+    assert um.method == "umap" and um.coords.shape == (matrix.n, 2) and np.all(np.isfinite(um.coords))
+    assert um.links == auto.links  # the same evidence, only placed differently
+    assert np.array_equal(map_models(matrix, layout="umap").coords, um.coords)  # deterministic
+    fig = embedding_map(um, matrix.names, matrix.lineages)
+    assert "UMAP layout" in fig.layout.title.text and fig.layout.title.text.startswith(MAP_TITLE)
+    with pytest.raises(ValueError, match="layout"):
+        map_models(matrix, layout="tsne")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("test", ["calibrated", "paper"])
@@ -251,6 +335,24 @@ def test_evidence_plot(fps, test):
     assert isinstance(fig, go.Figure) and len(fig.data) >= (3 if test == "calibrated" else 2)
     assert "seed0 vs noisy0" in fig.layout.title.text
     fig.to_json()
+
+
+def test_evidence_plot_shows_bars_at_rho_one_and_labels_every_y_axis(fps):
+    res = run_test(fps[0], fps[0], "calibrated")  # a model against itself: every dimension at rho = 1
+    taus = np.asarray(res.taus)
+    assert np.all(taus[np.isfinite(taus)] == pytest.approx(1.0))
+    fig = evidence_plot(res, "seed0", "seed0")
+    observed = next(t for t in fig.data if t.name.startswith("observed"))
+    bins = observed.xbins
+    assert bins.start < 1.0 < bins.end and (1.0 - bins.start) / bins.size == pytest.approx(
+        round((1.0 - bins.start) / bins.size - 0.5) + 0.5)  # 1 sits in the middle of a bin, not on an edge
+    lo, hi = fig.layout.xaxis.range
+    assert lo < bins.start and hi > bins.end  # the whole bar is inside the axis
+    lo2, hi2 = fig.layout.xaxis2.range
+    assert lo2 < res.statistic < hi2  # so is the observed statistic's line
+    assert fig.layout.yaxis.title.text and fig.layout.yaxis2.title.text
+    b = correlation_bins(np.array([-0.2, 0.5, 1.0]))
+    assert b["end"] > 1.0 and b["start"] <= -0.2
 
 
 def test_evidence_plot_inconclusive_paper_result(fps):

@@ -105,9 +105,54 @@ def test_profile_figure_colours_k_dimensions_per_model():
     ma, mb = rng.normal(size=32), rng.normal(size=32)
     fig = P.profile_figure(ma, mb, 4, "A", "B")
     grey = "#c8c8c8"
-    for trace in fig.data:
+    bars = [t for t in fig.data if len(t.x) == 32]
+    assert len(bars) == 2
+    for trace in bars:
         assert sum(c != grey for c in trace.marker.color) == 4
     assert "chance: 0.5" in fig.layout.title.text
+    # the bars' colours have legend entries, the red (shared) one included
+    legend = {t.marker.color: t.name for t in fig.data if t.showlegend}
+    assert "shared" in legend["#d62728"] and "A" in legend["#1f77b4"] and "B" in legend["#ff7f0e"]
+    assert legend[grey] == "other dimension"
+
+
+def _annotation_texts(fig: go.Figure) -> list[str]:
+    return [a.text for a in fig.layout.annotations]
+
+
+def test_learn_reference_lines_are_labelled_in_the_legend_not_on_the_bars():
+    rows = [{"derivative": d, "z vs own init": 12.0, "z vs other seed": 0.3} for d in ("as trained", "int8")]
+    fig = P.derivative_figure(rows, alpha=0.01)
+    # the label of the dashed line is a legend entry: nothing is written where the bars and their values are
+    assert not any("2.33" in t for t in _annotation_texts(fig))
+    assert any(t.name and "z = 2.33" in t.name for t in fig.data)
+    fpr = [{"test": t, "probe": "token", "budget": "quick", "n_samples": 600, "seq_len": 32, "fpr": f,
+            "ci_low": 0.0, "ci_high": f + 0.01, "false_positives": 1, "negatives": 100, "alpha": 0.01}
+           for t, f in (("paper-analytical", 0.03), ("paper-empirical", 0.16), ("calibrated", 0.009))]
+    bars = P.fpr_figure(fpr, 0.01)
+    assert not any("alpha = 0.01" in t for t in _annotation_texts(bars) if t != bars.layout.title.text)
+    assert any(t.name and "alpha = 0.01" in t.name for t in bars.data)
+    # every test's name says what it is: "paper-empirical" is explained in its legend label and hover
+    emp = next(t for t in bars.data if t.name and t.name.startswith("paper-empirical"))
+    assert "simulated" in emp.name and "simulated" in emp.hovertemplate
+
+
+def test_learn_headings_are_not_doubled():
+    from ui.learn_tab import STEP_HEADINGS, STEP_TEXT
+
+    for n, text in STEP_TEXT.items():
+        assert not text.lstrip().startswith("#"), n  # the accordion's label is the heading
+        assert STEP_HEADINGS[n].startswith(f"Step {n} ")
+
+
+def test_every_learn_histogram_has_a_labelled_y_axis():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(32, 32))
+    fig = P.weights_figure(w, w + 0.1, 1, 2)
+    hist_axes = {t.yaxis for t in fig.data if t.type == "histogram"}
+    for ax in hist_axes:
+        name = "yaxis" if ax == "y" else "yaxis" + ax[1:]
+        assert fig.layout[name].title.text, ax
 
 
 def test_probe_settings_are_checked():
@@ -179,7 +224,7 @@ def test_derivative_tests_link_every_copy_to_its_own_seed_only(lesson):
         assert r["match own"] and r["z vs own init"] > 8, r
         assert not r["match other"] and abs(r["z vs other seed"]) < 3.5, r
     fig = P.derivative_figure(rows)
-    assert [len(t.y) for t in fig.data] == [6, 6]
+    assert [len(t.y) for t in fig.data if t.type == "bar"] == [6, 6]
     with pytest.raises(SeedPrintsError, match="pruned fraction"):
         T.derivatives(prune=1.5)
 
@@ -242,7 +287,7 @@ def test_fpr_curves_by_hand(accuracy_file):
     fig = P.fpr_curve_figure(curves, 0.01)
     assert _has_data(fig)
     bars = P.fpr_figure(T.fpr_table_from_accuracy(accuracy_file), 0.01)
-    assert [t.name for t in bars.data] == ["paper-analytical", "calibrated"]
+    assert [t.name.split(" ")[0] for t in bars.data if t.type == "bar"] == ["paper-analytical", "calibrated"]
 
 
 def test_accuracy_file_missing_or_wrong(tmp_path):

@@ -19,6 +19,7 @@ from seedprints.plots import embedding_map, evidence_heatmap, evidence_plot, rob
 from seedprints.probes import ProbeSpec
 from seedprints.report import report_html
 from seedprints.robustness import MODIFICATIONS, RobustnessRow, robustness_check
+from seedprints.similarity import map_models, not_mapped
 
 from . import views
 from .context import (DEMO_LIBRARY, Server, find_probe, open_library, probe_choices, probe_dropdown, safe_filename,
@@ -129,8 +130,27 @@ def run_audit(server: Server, form: AuditForm, job: Job) -> AuditResult:
     return AuditResult(audit, command, json_path, report_path, uploaded)
 
 
-def render_audit(result: AuditResult) -> list[Any]:
-    """Verdict card, table, figures, downloads, command, and the results and figures columns of a finished audit."""
+#: the map layout radio: label -> similarity.map_models layout
+MAP_LAYOUTS = {"default": "auto", "UMAP": "umap"}
+
+
+def map_figure(audit: LibraryAudit | None, layout_label: str = "default") -> Any:
+    """The map of a finished audit in the chosen layout, redrawn from its evidence matrix (nothing extracted again)."""
+    if audit is None:
+        return gr.skip()
+    m, emb = audit.matrix, audit.embedding
+    layout = MAP_LAYOUTS.get(layout_label, "auto")
+    if layout != "auto" and emb.drawn:
+        try:
+            emb = map_models(m, audit.report.alpha, layout=layout)  # type: ignore[arg-type]
+        except SeedPrintsError as exc:  # umap-learn not installed: say so where the map would be
+            emb = not_mapped(m.n, str(exc))
+    return embedding_map(emb, m.names, m.lineages, suspect_index=0)
+
+
+def render_audit(result: AuditResult, layout_label: str = "default") -> list[Any]:
+    """Verdict card, table, figures (the map in the chosen layout), downloads, command, the results and figures
+    columns of a finished audit, and the audit itself (kept for redrawing the map)."""
     audit = result.audit
     m = audit.matrix
     top = audit.report.rows[0] if audit.report.rows else None
@@ -139,16 +159,16 @@ def render_audit(result: AuditResult) -> list[Any]:
     cmd = (f"Reproduce from the command line (the library's probe, the same test):\n\n```\n{result.command}\n```"
            + ("\n\n(SUSPECT: the uploaded model.)" if result.uploaded else ""))
     return [views.verdict_card(audit), views.ranked_table(audit), evidence_heatmap(m),
-            embedding_map(audit.embedding, m.names, m.lineages, suspect_index=0), ev,
+            map_figure(audit, layout_label), ev,
             gr.DownloadButton(value=str(result.json_path), visible=True),
             gr.DownloadButton(value=str(result.report_path), visible=True), cmd, gr.Column(visible=True),
-            gr.Column(visible=True)]
+            gr.Column(visible=True), audit]
 
 
 def cleared_audit() -> list[Any]:
     """What :func:`render_audit` fills, emptied and hidden: set the moment an audit starts or its form is refused."""
     return ["", None, None, None, None, gr.DownloadButton(value=None, visible=False),
-            gr.DownloadButton(value=None, visible=False), "", gr.Column(visible=False), gr.Column(visible=False)]
+            gr.DownloadButton(value=None, visible=False), "", gr.Column(visible=False), gr.Column(visible=False), None]
 
 
 def start_audit(server: Server, *values: Any) -> Submission:
@@ -229,7 +249,10 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
         with gr.Column(visible=False, elem_id="figures") as figures:
             heat = gr.Plot(label="Evidence matrix", elem_id="heatmap")
             with gr.Row():
-                umap_plot = gr.Plot(label="Map of the models", elem_id="umap")
+                with gr.Column(min_width=300):
+                    map_layout = gr.Radio(list(MAP_LAYOUTS), value="default", label="Map layout",
+                                          elem_id="map-layout")
+                    umap_plot = gr.Plot(label="Map of the models", elem_id="umap")
                 evidence = gr.Plot(label="Evidence of the strongest reference", elem_id="evidence")
         with gr.Accordion("Robustness check: does the verdict survive modifications?", open=False,
                           elem_id="robustness"):
@@ -246,8 +269,10 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
 
         # wired inside the tab: the hidden parts of a task (State, Timer) must not sit between tabs (ui.tasks)
         form = [*model.inputs, lib_choice, probe_choice, test_choice, alpha, trust, visitor]
+        shown_audit = gr.State(None)  # the finished audit: the map layout radio redraws from it
         audit_view = TaskView(status, [verdict, ranked, heat, umap_plot, evidence, download, download_report, command,
-                                       results, figures], render_audit, cleared=cleared_audit,
+                                       results, figures, shown_audit], render_audit, render_inputs=[map_layout],
+                              cleared=cleared_audit,
                               idle="Ready. Choose a suspect and press Run audit.")
         wire(server.queue, audit_view, run_btn, form, lambda *v: start_audit(server, *v), cancel_btn)
         robust_view = TaskView(robust_status, [robust_table, robust_plot],
@@ -256,6 +281,7 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
                                cleared=lambda: [None, None])
         wire(server.queue, robust_view, robust_btn, form, lambda *v: start_robustness(server, *v), robust_cancel)
         connect_seed_section(form)
+        map_layout.change(map_figure, [shown_audit, map_layout], umap_plot, queue=False)
         lib_choice.change(lambda lib, who: audit_probe_choices(server, lib, who), [lib_choice, visitor], probe_choice,
                           queue=False)
     return AuditTab(lib_choice, probe_choice)

@@ -34,37 +34,41 @@ vocabulary) in a few seconds. Press the button of each step in turn; change the 
 press it again. Later steps use the settings chosen in earlier ones and compute whatever is missing."""
 
 STEP_TEXT = {
-    1: """### Step 1 · Two models that differ only in their seed
-We build two llama-style language models from one recipe: the same architecture, sizes and initialisation
+    1: """We build two llama-style language models from one recipe: the same architecture, sizes and initialisation
 rule. The only difference is the random seed given to the initialiser, so their weights come from the same
 distribution but are different numbers. As the next steps show, that seed leaves a trace.""",
-    2: """### Step 2 · Mean activation profiles and identity dimensions
-Both models read the same probe: N sequences of L random token ids. For every hidden dimension we average
+    2: """Both models read the same probe: N sequences of L random token ids. For every hidden dimension we average
 the last layer's output at the last position over the probe; the k dimensions with the lowest average are
 the model's **identity dimensions**. Two seeds pick nearly unrelated sets: they share about as many as chance
 (k²/D) predicts.""",
-    3: """### Step 3 · Train one model and look again
-Now model A learns for a few steps (AdamW on a short built-in text, one byte per token); the loss is recorded
+    3: """Now model A learns for a few steps (AdamW on a short built-in text, one byte per token); the loss is recorded
 at every step. Training moves every weight and the mean profile drifts, so only part of the identity set
 stays the lowest, yet each dimension keeps the sample-by-sample pattern its seed gave it. The calibrated
 test, which reads that pattern, links the trained model to its own init and not to the other seed.""",
-    4: """### Step 4 · The statistic against its null
-For each identity dimension of the reference (the init) we correlate (Spearman) its activations over the
+    4: """For each identity dimension of the reference (the init) we correlate (Spearman) its activations over the
 probe with the **same** dimension of the suspect (the trained model); the statistic is the mean correlation.
 The null re-pairs each identity dimension with a random **other** dimension of the suspect: for models of
 different seeds dimension numbers mean nothing, so the aligned pairing is just one more random pairing.
 Grey: the null; blue and the red line: what we observe.""",
-    5: """### Step 5 · Quantize, fine-tune, add noise, prune
-Models are rarely published exactly as trained. We modify the trained model in five common ways and test
+    5: """Models are rarely published exactly as trained. We modify the trained model in five common ways and test
 each copy against the init of its own seed and against the other seed. A copy matches when p < 0.01
 (roughly, a bar above the dashed line).""",
-    6: """### Step 6 · What a p-value says, and where the paper's null fails
-A p-value is how often an **unrelated** model would agree with the reference at least this strongly. It is
+    6: """A p-value is how often an **unrelated** model would agree with the reference at least this strongly. It is
 not the chance that the models are unrelated, and it says nothing about how the suspect was made. A test is
 **calibrated** when, over unrelated pairs, the share with p < alpha stays at or below alpha. The bars come
 from this project's benchmark on a zoo of small models (`bench/results/accuracy.json`): the paper's
 analytical null assumes independent dimensions and independent models, but trained models share features
 driven by the input, so it flags unrelated pairs more often than alpha promises.""",
+}
+
+#: each step's heading is its accordion's label; the step's text does not repeat it (#24)
+STEP_HEADINGS = {
+    1: "Step 1 · Two models that differ only in their seed",
+    2: "Step 2 · Mean activation profiles and identity dimensions",
+    3: "Step 3 · Train one model and look again",
+    4: "Step 4 · The statistic against its null",
+    5: "Step 5 · Quantize, fine-tune, add noise, prune",
+    6: "Step 6 · What a p-value says, and where the paper's null fails",
 }
 
 TITLES = {1: "build two models", 2: "probe both models", 3: "train model A", 4: "test against the null",
@@ -247,7 +251,7 @@ def build_learn_tab(queue: JobQueue) -> None:
         results: dict[int, Any] = {}
 
         def step_box(n: int):
-            return gr.Accordion(f"Step {n}: {TITLES[n]}", open=True, elem_id=f"learn-step-{n}")
+            return gr.Accordion(STEP_HEADINGS[n], open=True, elem_id=f"learn-step-{n}")
 
         def footer(n: int, label: str) -> None:
             buttons[n] = gr.Button(label, variant="primary", elem_id=f"learn-run-{n}")

@@ -23,6 +23,8 @@ HEATMAP_SHAPE = "() => { const h = document.querySelector('#heatmap .js-plotly-p
                 " return h ? [h._fullData[0].type, h._fullData[0].z.length, h._fullData[0].z[0].length] : null }"
 MAP_POINTS = "() => { const h = document.querySelector('#umap .js-plotly-plot');" \
              " return h ? h._fullData.filter(t => t.mode.includes('markers')).reduce((n, t) => n + t.x.length, 0) : null }"
+HEATMAP_ORDER = "() => { const h = document.querySelector('#heatmap .js-plotly-plot');" \
+                " return [h._fullData[0].x, (h.layout.annotations || []).filter(a => a.text === 'self').length] }"
 MAP_TITLE = "() => { const h = document.querySelector('#umap .js-plotly-plot'); return h ? h.layout.title.text : null }"
 EVIDENCE_TRACES = "() => { const h = document.querySelector('#evidence .js-plotly-plot'); return h ? h._fullData.length : null }"
 
@@ -64,9 +66,19 @@ def test_derived_suspect_matches_seed_3_with_plots(page):
     page.wait_for_function(f"({HEATMAP_SHAPE})() !== null")
     # suspect + 8 references: a 9 x 9 heatmap and 9 points on the map
     assert page.evaluate(HEATMAP_SHAPE) == ["heatmap", 9, 9]
+    # one stable order (suspect, then seed by seed: each reference beside its fine-tune), the diagonal marked
+    order, selfs = page.evaluate(HEATMAP_ORDER)
+    assert order[1:] == sorted(order[1:], key=lambda n: (int(n.split("seed")[1].split("-")[0]), n)), order
+    assert selfs == 9
     page.wait_for_function(f"({MAP_POINTS})() === 9")
-    assert "metric MDS" in page.evaluate(MAP_TITLE)
+    assert page.evaluate(MAP_TITLE).startswith("Models placed by evidence of a shared seed")  # words, not "MDS"
     assert page.evaluate(EVIDENCE_TRACES) >= 3
+    # the layout choice redraws the map from this audit, with no new extraction
+    page.locator("#map-layout").get_by_text("UMAP", exact=True).click()
+    page.wait_for_function(f"(({MAP_TITLE})() || '').includes('UMAP layout')")
+    assert page.evaluate(MAP_POINTS) == 9
+    page.locator("#map-layout").get_by_text("default", exact=True).click()
+    page.wait_for_function(f"(({MAP_TITLE})() || '').includes('default layout')")
     ranked = page.inner_text("#ranked")
     assert ranked.index("demo-llama-seed3") < ranked.index("demo-llama-seed1")
     with page.expect_download() as dl:

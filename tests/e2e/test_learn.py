@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import time
 
+from ui.learn_tab import STEP_HEADINGS
+
 STEP_PLOTS = {1: ["1"], 2: ["2"], 3: ["3", "3b"], 4: ["4", "4b"], 5: ["5"], 6: ["6", "6b"]}
 
 #: number of traces of a plot that carry data (x, y or z values); 0 while the plot is not drawn
 TRACES_WITH_DATA = """(sel) => { const h = document.querySelector(sel + ' .js-plotly-plot');
   if (!h || !h._fullData) return 0;
   return h._fullData.filter(t => (t.x && t.x.length) || (t.y && t.y.length) || (t.z && t.z.length)).length }"""
+
+
+#: (trace names, annotation texts other than subplot titles) of a plot
+LEGEND_AND_NOTES = """(sel) => { const h = document.querySelector(sel + ' .js-plotly-plot');
+  return [h._fullData.map(t => t.name || ''), (h.layout.annotations || []).map(a => a.text || '')] }"""
 
 
 def open_learn(page) -> None:
@@ -48,6 +55,13 @@ def test_learn_tab_walkthrough_computes_every_step(page):
     for name in ("int8", "4-bit", "fine-tune", "noise", "prune"):
         assert name in table
     assert "calibrated:" in page.inner_text("#learn-result-6")
+    # each heading shows once (the accordion's label), not again as a heading in the text under it
+    for n, heading in STEP_HEADINGS.items():
+        assert page.inner_text(f"#learn-step-{n}").count(heading) == 1, n
+    # the dashed lines of steps 5 and 6 are named in the legend, not written over the bars
+    for plot, label in (("5", "z = 2.33"), ("6", "alpha = 0.01")):
+        names, notes = page.evaluate(LEGEND_AND_NOTES, f"#learn-plot-{plot}")
+        assert any(label in n for n in names) and not any(label in n for n in notes), (plot, names, notes)
 
 
 def test_learn_step_reruns_with_new_settings_and_rejects_bad_ones(page):
