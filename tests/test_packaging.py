@@ -93,4 +93,4 @@ def test_one_call_audit_and_the_cli_with_core_dependencies_only(installed):
     # the installed command, as a user types it: CORE_SCRIPT left the two model folders in `elsewhere`
     compare = json.loads(run(str(command), "compare", "parent", "suspect", "--vocab-range", "512", "--json", "-q",
                              cwd=elsewhere, env=env).stdout)
-    assert compare["significant"] is True and compare["method"] == "calibrated-repairing"
+    assert compare["significant"] is True and compare["method"].startswith("calibrated-repairing")
