@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from accuracy import machine, write_results  # noqa: E402  (also sets the offline environment)
+from accuracy import machine, rate, write_results  # noqa: E402  (also sets the offline environment)
 from real import FINE_TUNES, TRAIN, Family, init_model, obtain_gguf, say  # noqa: E402
 
 import torch  # noqa: E402
@@ -116,10 +116,9 @@ def _row(res: Any) -> dict[str, Any]:
 
 
 def _interval(fp: int, n: int) -> list[float]:
-    from scipy.stats import binomtest
-
-    ci = binomtest(fp, n).proportion_ci(0.95, method="exact") if n else None
-    return [round(100 * ci.low, 2), round(100 * ci.high, 2)] if ci else [0.0, 100.0]
+    """Exact (Clopper-Pearson) 95% interval of fp / n, in percent."""
+    lo, hi = rate(fp, n)["ci95"] if n else (0.0, 1.0)
+    return [round(100 * lo, 2), round(100 * hi, 2)]
 
 
 def _fingerprint(model: torch.nn.Module, spec: Any, name: str) -> Fingerprint:

@@ -26,12 +26,15 @@ bench/calibration.py and bench/evasion.py count.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import weakref
 from typing import Any
 
 import numpy as np
 
 from .probes import ProbeSpec
+from .stats import DEFAULT_PERMUTATIONS, SuspectRanks, calibrated_test, log10_bounded_p, p_from_log10
 
 #: anchors per hidden dimension (Procrustes needs at least D rows; more average out training drift)
 ANCHORS_PER_DIM = 2
@@ -40,6 +43,7 @@ MIN_SPARE_ANCHORS = 64
 _ANCHOR_STREAM = 7
 
 
+@functools.lru_cache(maxsize=64)
 def anchor_ids(spec: ProbeSpec, d: int) -> np.ndarray | None:
     """Token ids whose embedding rows a fingerprint keeps: drawn from [0, vocab_range) minus every token the
     probe feeds, ``ANCHORS_PER_DIM`` x D of them (fewer when fewer are free); None when the probe is not a
@@ -53,7 +57,9 @@ def anchor_ids(spec: ProbeSpec, d: int) -> np.ndarray | None:
     if len(free) < d + MIN_SPARE_ANCHORS:
         return None
     rng = np.random.default_rng([spec.seed, _ANCHOR_STREAM, d])
-    return np.sort(rng.choice(free, min(len(free), ANCHORS_PER_DIM * d), replace=False)).astype(np.int64)
+    ids = np.sort(rng.choice(free, min(len(free), ANCHORS_PER_DIM * d), replace=False)).astype(np.int64)
+    ids.setflags(write=False)  # cached per (probe, D): every fingerprint read checks its anchors against it
+    return ids
 
 
 def unavailable_reason(spec: ProbeSpec) -> str:
@@ -177,38 +183,25 @@ def classify(r: np.ndarray) -> BasisChange:
     return BasisChange(kind, kept, moved, flipped, mixed)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Rotated:
-    """A fingerprint's features in another basis: what the tests read (features, columns, column means)."""
-
-    features: np.ndarray
-    columns: np.ndarray
-    column_means: np.ndarray
-    name: str
-    spec: Any
-
-
-def rotated(fp: Any, r: np.ndarray) -> _Rotated:
-    """``fp``'s full features and column means after ``@ r`` (a suspect brought into the reference's basis)."""
-    feats = np.asarray(fp.features, dtype=np.float64) @ r
-    return _Rotated(feats.astype(np.float32), np.arange(r.shape[1]), np.asarray(fp.column_means) @ r, fp.name, fp.spec)
-
-
-def anchors_of(x: Any) -> np.ndarray | None:
-    """The anchor rows a fingerprint (or a prepared suspect wrapping one) carries, or None."""
-    src = getattr(x, "source", x)
-    return getattr(src, "anchors", None)
+def rotated(fp: Any, r: np.ndarray) -> Any:
+    """A copy of fingerprint ``fp`` whose features and column means are ``@ r`` (its basis brought into another)."""
+    feats = (np.asarray(fp.features, dtype=np.float64) @ r).astype(np.float32)
+    return dataclasses.replace(fp, features=feats, column_means=np.asarray(fp.column_means) @ r,
+                               anchors=None, anchor_ids=None, verified_hash=None)
 
 
 # ---------------------------------------------------------------------------- the test with the basis check
-def plain_d(x: Any) -> int:
-    """Hidden size D of a fingerprint-like object (its column means)."""
-    return int(len(x.column_means))
-
-
-def _plain_source(x: Any) -> Any:
-    """The fingerprint behind a prepared (ranked) model, or the model itself."""
-    return getattr(x, "source", x)
+def _unchecked_reason(ref_fp: Any, basis_check: bool, inconclusive: bool, have_anchors: bool) -> str:
+    """Why the basis check was not run on this pair (for its record and the verdict)."""
+    if not basis_check:
+        return "not requested"
+    if inconclusive and have_anchors:
+        return "the plain test was inconclusive"
+    spec = getattr(ref_fp, "spec", None)
+    if spec is not None and anchor_ids(spec, len(ref_fp.column_means)) is None:
+        return unavailable_reason(spec)
+    return ("the models' fingerprints do not both carry anchor rows (one was made before fingerprint format "
+            "version 3): re-fingerprint them to check")
 
 
 def calibrated_basis_test(reference: Any, suspect: Any, *, k: float | int | None = None,
@@ -221,27 +214,15 @@ def calibrated_basis_test(reference: Any, suspect: Any, *, k: float | int | None
     Without anchor rows on both sides (older fingerprints, embedding probes) it is the plain calibrated test,
     and ``details['basis']['checked']`` is False with the reason.
     """
-    import math
-
-    from .stats import DEFAULT_PERMUTATIONS, SuspectRanks, calibrated_test, log10_bounded_p, p_from_log10
-
     kw = {"k": k, "n_permutations": n_permutations or DEFAULT_PERMUTATIONS, "seed": seed}
     plain = calibrated_test(reference, suspect, **kw)
-    ref_fp, sus_fp = _plain_source(reference), _plain_source(suspect)
-    ra, sa = anchors_of(ref_fp), anchors_of(sus_fp)
-    ids_r, ids_s = getattr(ref_fp, "anchor_ids", None), getattr(sus_fp, "anchor_ids", None)
-    if not basis_check or ra is None or sa is None or ids_r is None or ids_s is None \
-            or not np.array_equal(ids_r, ids_s) or ra.shape != sa.shape or plain.inconclusive:
-        spec = getattr(ref_fp, "spec", None)
-        if not basis_check:
-            why = "not requested"
-        elif spec is not None and anchor_ids(spec, plain_d(ref_fp)) is None:
-            why = unavailable_reason(spec)
-        else:
-            why = ("the models' fingerprints do not both carry anchor rows (one was made before fingerprint format "
-                   "version 3): re-fingerprint them to check")
-        if plain.inconclusive and basis_check and ra is not None and sa is not None:
-            why = "the plain test was inconclusive"
+    # a prepared (ranked) model keeps the fingerprint it was made from as .source
+    ref_fp, sus_fp = getattr(reference, "source", reference), getattr(suspect, "source", suspect)
+    ra, sa = getattr(ref_fp, "anchors", None), getattr(sus_fp, "anchors", None)
+    have_anchors = ra is not None and sa is not None
+    if not basis_check or not have_anchors or plain.inconclusive \
+            or not np.array_equal(ref_fp.anchor_ids, sus_fp.anchor_ids):
+        why = _unchecked_reason(ref_fp, basis_check, plain.inconclusive, have_anchors)
         return dataclasses.replace(plain, details={**plain.details, "basis": {"checked": False, "reason": why}})
     similarity = anchor_similarity(sa, ra)
     info: dict[str, Any] = {"checked": True, "anchor_similarity": similarity, "gate": GATE, "n_anchors": int(len(ra)),

@@ -98,6 +98,14 @@ def _measured_level() -> str:
             f"{level.percent()} false positives on the seed zoo, {level.source}").replace("%", "%%")
 
 
+def _verdict_command_args(p: argparse.ArgumentParser) -> None:
+    """The options of every command that fingerprints models and gives a verdict: exit code, probe, model, test."""
+    _exit_code_arg(p)
+    _probe_args(p)
+    _model_args(p)
+    _test_args(p)
+
+
 def _exit_code_arg(p: argparse.ArgumentParser) -> None:
     codes = ", ".join(f"{code} {label}" for label, code in EXIT_CODES.items())
     p.add_argument("--exit-code", action="store_true",
@@ -148,10 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         details="Prints the test's evidence, then VERDICT: MATCH, NO MATCH or INCONCLUSIVE."))
     p.add_argument("reference", help="fingerprint file or model")
     p.add_argument("suspect", help="fingerprint file or model")
-    _exit_code_arg(p)
-    _probe_args(p)
-    _model_args(p)
-    _test_args(p)
+    _verdict_command_args(p)
 
     p = sub.add_parser("scan", **_doc(
         "test a suspect against every reference in a library and give a verdict",
@@ -159,10 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         details="Prints the references ranked by evidence, then VERDICT: MATCH, NO MATCH or INCONCLUSIVE."))
     p.add_argument("model", help="suspect: fingerprint file or model")
     p.add_argument("--library", default=None, help=f"library folder (default {default_library()})")
-    _exit_code_arg(p)
-    _probe_args(p)
-    _model_args(p)
-    _test_args(p)
+    _verdict_command_args(p)
 
     for verb, what, example in (
             ("verify-seed", "rebuild the init of a suspect's own config for a claimed seed and test the suspect "
@@ -186,10 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                            f"{r.name}{' (default)' if r.name == DEFAULT_RECIPE else ''}: {r.description}"
                            for r in RECIPES.values()))
         p.add_argument("--name", help="name of the suspect in the report (default: from the path)")
-        _exit_code_arg(p)
-        _probe_args(p)
-        _model_args(p)
-        _test_args(p)
+        _verdict_command_args(p)
 
     p = sub.add_parser("demo", **_doc(
         f"build the embedded demo library and scan its {len(SUSPECTS)} suspects", "seedprints demo",

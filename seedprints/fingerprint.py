@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .basis import anchor_ids
 from .errors import FingerprintFileError, IncompatibleFingerprintsError, first_line
 from .fileio import atomic_write_bytes
 from .loading import ModelFacts
@@ -62,8 +63,6 @@ class Fingerprint:
                       anchors: np.ndarray | None = None) -> Fingerprint:
         """Full fingerprint (all D columns) from a [rows, D] feature matrix (rows = ``spec.n_rows``), with the
         anchor rows [A, D] of :func:`seedprints.basis.anchor_ids` when the model's embedding was read."""
-        from .basis import anchor_ids
-
         feats = np.ascontiguousarray(features, dtype=np.float32)
         if feats.ndim != 2 or feats.shape[0] != spec.n_rows:
             raise FingerprintFileError(f"features of {model.name} have shape {feats.shape}, expected [{spec.n_rows}, D]")
@@ -270,8 +269,6 @@ def fingerprint_from_bytes(data: bytes, label: str = "fingerprint") -> Fingerpri
 
 def _anchors_consistent(spec: ProbeSpec, d: int, tensors: dict[str, np.ndarray]) -> bool:
     """Anchor rows are float16 [A, D] for exactly the probe's anchor token ids."""
-    from .basis import anchor_ids
-
     ids = anchor_ids(spec, d)
     a, got = tensors["anchors"], tensors["anchor_ids"]
     return (ids is not None and a.dtype == np.float16 and a.shape == (len(ids), d)

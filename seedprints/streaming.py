@@ -298,7 +298,7 @@ class StreamedModel:
         """Rows ``ids`` of the input-embedding table, read from the shards alone, float32 [A, D]."""
         from safetensors import safe_open
 
-        pname, key = next((p, k) for p, k in self.embedding.params if p.endswith("weight"))
+        key = next(k for p, k in self.embedding.params if p.endswith("weight"))
         with safe_open(str(self.index.tensors[key].file), framework="pt", device="cpu") as f:
             sl = f.get_slice(key)
             return np.stack([sl[int(i):int(i) + 1].float().numpy()[0] for i in ids]).astype(np.float32)
