@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .probes import ProbeSpec
-from .stats import DEFAULT_PERMUTATIONS, SuspectRanks, calibrated_test, log10_bounded_p, p_from_log10
+from .stats import DEFAULT_PERMUTATIONS, RepairingNull, SuspectRanks, calibrated_test, log10_bounded_p, p_from_log10
 
 #: anchors per hidden dimension (Procrustes needs at least D rows; more average out training drift)
 ANCHORS_PER_DIM = 2
@@ -205,7 +205,8 @@ def _unchecked_reason(ref_fp: Any, basis_check: bool, inconclusive: bool, have_a
 
 
 def calibrated_basis_test(reference: Any, suspect: Any, *, k: float | int | None = None,
-                          n_permutations: int | None = None, seed: int = 0, basis_check: bool = True) -> Any:
+                          n_permutations: int | None = None, seed: int = 0, basis_check: bool = True,
+                          repairing: RepairingNull = "auto") -> Any:
     """The calibrated re-pairing test, read as the suspect is and after bringing its basis into the reference's.
 
     Below the gate (:func:`anchor_similarity` < :data:`GATE`) it is the plain calibrated test; above it, the
@@ -214,7 +215,7 @@ def calibrated_basis_test(reference: Any, suspect: Any, *, k: float | int | None
     Without anchor rows on both sides (older fingerprints, embedding probes) it is the plain calibrated test,
     and ``details['basis']['checked']`` is False with the reason.
     """
-    kw = {"k": k, "n_permutations": n_permutations or DEFAULT_PERMUTATIONS, "seed": seed}
+    kw = {"k": k, "n_permutations": n_permutations or DEFAULT_PERMUTATIONS, "seed": seed, "repairing": repairing}
     plain = calibrated_test(reference, suspect, **kw)
     # a prepared (ranked) model keeps the fingerprint it was made from as .source
     ref_fp, sus_fp = getattr(reference, "source", reference), getattr(suspect, "source", suspect)

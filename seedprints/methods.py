@@ -42,7 +42,7 @@ TESTS: dict[str, TestMethod] = {
         "re-pairing null: holds its level for unrelated trained models (k = 0.1 of D; all D for every-position probes); "
         "also read after aligning the suspect's hidden basis to the reference's, so a permuted or rotated copy "
         "still matches",
-        calibrated_basis_test, {"k": None, "n_permutations": DEFAULT_PERMUTATIONS}, calibrated=True),
+        calibrated_basis_test, {"k": None, "n_permutations": DEFAULT_PERMUTATIONS, "repairing": "auto"}, calibrated=True),
     "paper": TestMethod(
         "paper", "paper (published test; can over-state evidence)",
         "the published test exactly (its analytical null can over-state evidence)",

@@ -451,21 +451,47 @@ def holm_log10(log10_pvalues: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------- calibrated test (re-pairing null)
 DEFAULT_PERMUTATIONS = 2000
 
+#: which re-pairings the null is made of: 'cyclic', the D - 1 shifts j -> j + r (mod D), a group whose
+#: statistics one FFT gives; 'random', n_permutations random injective maps; 'auto', cyclic from
+#: D = CYCLIC_MIN_D on (its shifts resolve p to 1/D <= 0.002), random below.  (Reflections j -> r - j would
+#: double the group, but they are involutions: on a near-copy, whose rho matrix is nearly symmetric, each
+#: of their terms counts twice, which inflates the null's spread and costs power.)
+RepairingNull = Literal["auto", "cyclic", "random"]
+CYCLIC_MIN_D = 500
+
+
+def resolve_repairing(repairing: str, d: int) -> str:
+    """The re-pairings a calibrated test of D dimensions uses: 'cyclic' or 'random'."""
+    if repairing == "auto":
+        return "cyclic" if d >= CYCLIC_MIN_D else "random"
+    if repairing not in ("cyclic", "random"):
+        raise SeedPrintsError(f"unknown re-pairing null {repairing!r}: use 'auto', 'cyclic' or 'random'")
+    if repairing == "cyclic" and d < 3:
+        raise SeedPrintsError(f"the cyclic null needs D >= 3 dimensions, got {d}: use repairing='random'")
+    return repairing
+
 
 def centered_ranks(x: np.ndarray) -> np.ndarray:
     """Column ranks (ties averaged), centred and scaled to unit norm so that dot products are Spearman rho."""
     x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, axis=0)
-    r = np.empty_like(x)
-    np.put_along_axis(r, order, np.arange(1, x.shape[0] + 1, dtype=np.float64)[:, None], axis=0)
-    tied = np.any(np.diff(np.take_along_axis(x, order, axis=0), axis=0) == 0, axis=0)
-    if np.any(tied):  # average ranks where a column has ties
-            r[:, tied] = _sps().rankdata(x[:, tied], axis=0)
-    r -= r.mean(axis=0)
+    n, d = x.shape
+    order = np.argsort(x.T, axis=1)  # rows of x.T are contiguous: sorting them is faster
+    sorted_x = np.take_along_axis(x.T, order, axis=1)
+    pos = np.broadcast_to(np.arange(1, n + 1, dtype=np.float64), (d, n))
+    if n > 1 and bool(np.any(sorted_x[:, 1:] == sorted_x[:, :-1])):
+        # average ranks over runs of equal values: label each run, then give it the mean of its positions
+        new_run = np.ones((d, n), dtype=bool)
+        new_run[:, 1:] = sorted_x[:, 1:] != sorted_x[:, :-1]
+        run = np.cumsum(new_run.ravel()) - 1
+        pos = (np.bincount(run, weights=pos.ravel()) / np.bincount(run))[run].reshape(d, n)
+    r_t = np.empty((d, n))
+    np.put_along_axis(r_t, order, pos, axis=1)
+    r = r_t.T
+    r -= (n + 1) / 2.0  # the mean of ranks 1..n, ties averaged or not
     norm = np.linalg.norm(r, axis=0)
     np.divide(r, norm, out=r, where=norm > 0)
     r[:, norm == 0] = 0.0
-    return r
+    return np.ascontiguousarray(r)
 
 
 @functools.lru_cache(maxsize=8)
@@ -496,6 +522,14 @@ class SuspectRanks:
         self.column_means = view.column_means
         self.n, self.d = full.shape
         self.ranks = centered_ranks(full)
+        self._spectrum: np.ndarray | None = None
+
+    @property
+    def spectrum(self) -> np.ndarray:
+        """Real FFT of every row of the ranks, [N, D // 2 + 1] (computed on first use, for the cyclic null)."""
+        if self._spectrum is None:
+            self._spectrum = np.fft.rfft(self.ranks, axis=1)
+        return self._spectrum
 
 
 #: how many re-paired per-dimension correlations a calibrated result keeps for plots
@@ -507,6 +541,44 @@ NULL_DIM_SAMPLE = 4000
 _BLOCK = 512
 
 
+def _random_null(a: np.ndarray, sus: SuspectRanks, cols: np.ndarray, n_permutations: int, seed: int,
+                 n_sample: int) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics of n_permutations random re-pairings, and per-dimension correlations of the first n_sample."""
+    k = len(cols)
+    draws = repairing_draws(sus.d, k, n_permutations, seed)
+    null_sum = np.zeros(n_permutations)
+    null_dims = np.empty((min(n_sample, n_permutations), k))
+    for lo in range(0, k, _BLOCK):
+        hi = min(k, lo + _BLOCK)
+        idx = np.arange(hi - lo)
+        m = a[:, lo:hi].T @ sus.ranks  # Spearman rho of these identity dims of the reference with every suspect dim
+        repaired = m[idx[None, :], draws[:, lo:hi]]  # [R, block]
+        null_sum += repaired.sum(axis=1)
+        null_dims[:, lo:hi] = repaired[: len(null_dims)]
+    return null_sum / k, null_dims
+
+
+def _cyclic_null(a: np.ndarray, ref: Any, sus: SuspectRanks, cols: np.ndarray,
+                 n_sample: int) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics of the D - 1 shifts j -> j + r (mod D), r = 1..D-1, and per-dimension correlations under
+    the first n_sample of them.
+
+    Sum_j a_j . s_(j+r) over all r is the circular cross-correlation of each row of A (zero outside the
+    identity dimensions) with the same row of S: one product of real FFTs, summed over rows.
+    """
+    d, k = sus.d, len(cols)
+    if isinstance(ref, SuspectRanks) and k == d:
+        fa = ref.spectrum
+    else:
+        a_full = np.zeros((a.shape[0], d))
+        a_full[:, cols] = a
+        fa = np.fft.rfft(a_full, axis=1)
+    shifts = np.fft.irfft(np.einsum("nf,nf->f", fa.conj(), sus.spectrum), n=d)  # shifts[r] = sum_j a_j . s_(j+r)
+    n_dims = min(n_sample, d - 1)
+    null_dims = np.stack([np.einsum("nk,nk->k", a, sus.ranks[:, (cols + r) % d]) for r in range(1, n_dims + 1)])
+    return shifts[1:] / k, null_dims
+
+
 def calibrated_test(
     reference: np.ndarray | FeatureSource | SuspectRanks,
     suspect: np.ndarray | FeatureSource | SuspectRanks,
@@ -514,18 +586,21 @@ def calibrated_test(
     k: float | int | None = None,
     n_permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = 0,
+    repairing: RepairingNull = "auto",
 ) -> SeedPrintsResult:
     """SeedPrints test with a re-pairing null: calibrated for any pair of independently seeded models.
 
     Statistic: mean Spearman rho between the reference's k identity dimensions and the same
     dimensions of the suspect, over every feature row (N samples, or N x L positions for
-    every-position fingerprints).  Null: the same mean after mapping those dimensions to random
-    other dimensions of the suspect.  Independent inits make hidden dimensions exchangeable
-    (the init is permutation-invariant and training is permutation-equivariant), so the
-    aligned pairing is one draw from this null unless the two models share their init.
+    every-position fingerprints).  Null: the same mean after mapping those dimensions to other
+    dimensions of the suspect.  Independent inits make hidden dimensions exchangeable (the init is
+    permutation-invariant and training is permutation-equivariant), so the aligned pairing is one
+    draw from this null unless the two models share their init.  The re-pairings (``repairing``) are the
+    cyclic group of the D dimensions (the D - 1 shifts; a test over a group is exact; 'auto' from D = 500
+    on) or ``n_permutations`` random maps ('random'; 'auto' below D = 500).
     k=None: :func:`default_k` (0.10 of D; every dimension for every-position fingerprints).
-    z = (T - mean_null) / sd_null.  p is the Monte-Carlo permutation p-value (1 + #null >= T) / (R + 1);
-    when T exceeds every null draw, p = min(1 / (R + 1), sf(z)), extrapolating with the normal tail.
+    z = (T - mean_null) / sd_null.  p is the permutation p-value (1 + #null >= T) / (R + 1) over the R
+    re-pairings; when T exceeds every one, p = min(1 / (R + 1), sf(z)), extrapolating with the normal tail.
     """
     ref: Any = reference if isinstance(reference, SuspectRanks) else _view(reference, "reference")
     sus = suspect if isinstance(suspect, SuspectRanks) else SuspectRanks(suspect)
@@ -534,7 +609,8 @@ def calibrated_test(
             f"{ref.name!r} is [{ref.n}, {ref.d}] and {sus.name!r} is [{sus.n}, {sus.d}]: "
             "fingerprints must come from the same probe and hidden size"
         )
-    if n_permutations < 100:
+    kind = resolve_repairing(repairing, ref.d)
+    if kind == "random" and n_permutations < 100:
         raise SeedPrintsError(f"n_permutations must be at least 100, got {n_permutations}")
     k_abs = resolve_k(default_k(reference) if k is None else k, ref.d)
     cols = identity_dims(ref.column_means, k_abs)
@@ -546,37 +622,31 @@ def calibrated_test(
                              taus=np.full(len(cols), np.nan))
     # ranks are per column, so a prepared reference's ranks restricted to cols are the ranks of cols
     a = ref.ranks[:, cols] if isinstance(ref, SuspectRanks) else centered_ranks(ref.take(cols))
-    draws = repairing_draws(ref.d, k_abs, n_permutations, seed)
     n_sample = max(1, NULL_DIM_SAMPLE // k_abs)  # re-paired per-dimension correlations kept for plots
-    aligned = np.empty(k_abs)
-    null_sum = np.zeros(n_permutations)
-    null_dims = np.empty((min(n_sample, n_permutations), k_abs))
-    for lo in range(0, k_abs, _BLOCK):
-        hi = min(k_abs, lo + _BLOCK)
-        idx = np.arange(hi - lo)
-        m = a[:, lo:hi].T @ sus.ranks  # Spearman rho of these identity dims of the reference with every suspect dim
-        aligned[lo:hi] = m[idx, cols[lo:hi]]
-        repaired = m[idx[None, :], draws[:, lo:hi]]  # [R, block]
-        null_sum += repaired.sum(axis=1)
-        null_dims[:, lo:hi] = repaired[: len(null_dims)]
-    null = null_sum / k_abs
+    aligned = np.einsum("nk,nk->k", a, sus.ranks[:, cols])
+    if kind == "cyclic":
+        null_stats, null_dims = _cyclic_null(a, ref, sus, cols, n_sample)
+    else:
+        null_stats, null_dims = _random_null(a, sus, cols, n_permutations, seed, n_sample)
+    n_null = len(null_stats)
     stat = float(aligned.mean())
-    sd = float(null.std(ddof=1))
-    mu = float(null.mean())
+    sd = float(null_stats.std(ddof=1))
+    mu = float(null_stats.mean())
     if sd == 0.0:
         return _inconclusive("the suspect's dimensions do not vary across the probe; nothing to compare",
                              n=ref.n, mode="base", method=method, k_requested=k_abs, columns=cols, taus=aligned)
     z = (stat - mu) / sd
-    exceed = int((null >= stat).sum())
-    mc_p = (1 + exceed) / (n_permutations + 1)
-    # the Monte-Carlo permutation p-value is exact; only beyond the last null draw do we
-    # extrapolate with the normal tail of the null (needed for Holm over large libraries)
+    # a re-pairing that ties the aligned statistic counts against it (FFT sums carry ~1e-15 of rounding)
+    exceed = int((null_stats >= stat - 1e-9).sum())
+    mc_p = (1 + exceed) / (n_null + 1)
+    # the permutation p-value is exact; only beyond the last re-pairing do we extrapolate with the
+    # normal tail of the null (needed for Holm over large libraries)
     log10_p = math.log10(mc_p) if exceed else min(math.log10(mc_p), log10_sf_normal(z))
     return SeedPrintsResult(
         statistic=stat, pvalue=p_from_log10(log10_p), log10_pvalue=log10_p, z=float(z), k=k_abs, n=ref.n,
         mode="base", method=method, taus=aligned, columns=cols, k_requested=k_abs,
-        details={"null_mean": mu, "null_sd": sd, "n_permutations": n_permutations, "monte_carlo_p": mc_p,
-                 "correlation": "spearman", "rows": rows, "null_statistics": null,
+        details={"null_mean": mu, "null_sd": sd, "repairing": kind, "n_permutations": n_null, "monte_carlo_p": mc_p,
+                 "correlation": "spearman", "rows": rows, "null_statistics": null_stats,
                  # per-dimension correlations under re-pairing (first draws), for plotting the evidence
                  "null_dim_sample": null_dims.ravel()},
     )

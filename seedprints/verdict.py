@@ -184,8 +184,10 @@ def scan(
         params.update(mode=test_kwargs.get("mode", "coset"), null=test_kwargs.get("null", "analytical"),
                       agg=test_kwargs.get("agg", False))
     else:
+        used = {r.details.get("repairing") for _, r in tested} - {None}  # what 'auto' chose for this D
         params.update(n_permutations=test_kwargs.get("n_permutations", 2000), mode="base",
-                      basis_check=test_kwargs.get("basis_check", True))
+                      basis_check=test_kwargs.get("basis_check", True),
+                      repairing=used.pop() if len(used) == 1 else test_kwargs.get("repairing", "auto"))
     return ScanReport(suspect.name, suspect.spec.id, alpha, params, rows, skipped, decide(rows, skipped, alpha))
 
 

@@ -12,7 +12,7 @@ from seedprints.errors import IncompatibleFingerprintsError
 from seedprints.fingerprint import Fingerprint
 from seedprints.loading import ModelFacts
 from seedprints.probes import ProbeSpec
-from seedprints.stats import calibrated_test, repairing_draws, seedprints_test
+from seedprints.stats import calibrated_test, centered_ranks, repairing_draws, seedprints_test
 
 
 def features(x, w, offsets):
@@ -114,3 +114,70 @@ def test_rank_products_are_spearman_even_with_ties():
     for i in range(3):
         for j in range(3):
             assert got[i, j] == pytest.approx(sps.spearmanr(x[:, i], y[:, j]).statistic, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------- the cyclic re-pairing null
+def test_cyclic_null_matches_hand_computation():
+    """Each of the D - 1 shifts j -> j + r (mod D), computed one Spearman rho at a time."""
+    rng = np.random.default_rng(4)
+    a, b = toy_pair(rng, n=60, d=13)
+    k, d = 5, 13
+    res = calibrated_test(a, b, k=k, repairing="cyclic")
+    cols = res.columns
+
+    def mean_rho(r):
+        return np.mean([sps.spearmanr(a[:, c], b[:, (c + r) % d]).statistic for c in cols])
+
+    null = np.array([mean_rho(r) for r in range(1, d)])
+    stat = mean_rho(0)
+    np.testing.assert_allclose(res.details["null_statistics"], null, atol=1e-12)
+    assert res.details["repairing"] == "cyclic" and res.details["n_permutations"] == d - 1
+    assert res.statistic == pytest.approx(stat, abs=1e-12)
+    assert res.z == pytest.approx((stat - null.mean()) / null.std(ddof=1), abs=1e-9)
+    exceed = int((null >= stat - 1e-9).sum())
+    assert res.details["monte_carlo_p"] == pytest.approx((1 + exceed) / d)
+
+
+def test_auto_uses_the_cyclic_group_from_500_dimensions():
+    rng = np.random.default_rng(5)
+    small, big = rng.standard_normal((40, 499)), rng.standard_normal((40, 500))
+    assert calibrated_test(small, rng.standard_normal((40, 499)), k=0.1).details["repairing"] == "random"
+    assert calibrated_test(big, rng.standard_normal((40, 500)), k=0.1).details["repairing"] == "cyclic"
+    forced = calibrated_test(big, rng.standard_normal((40, 500)), k=0.1, repairing="random", n_permutations=300)
+    assert forced.details["repairing"] == "random" and len(forced.details["null_statistics"]) == 300
+    with pytest.raises(Exception, match="unknown re-pairing null 'dihedral'"):
+        calibrated_test(big, big, repairing="dihedral")
+
+
+def test_cyclic_p_values_are_uniform_for_exchangeable_dimensions():
+    """Independent models whose dimensions are exchangeable (the same inputs through independent random
+    read-outs): a test over a group is exact, so its p-values are uniform: checked at 0.05 and 0.2, and by KS."""
+    rng = np.random.default_rng(6)
+    ps = []
+    for _ in range(300):
+        a, b = toy_pair(rng, n=40, m=4, d=100)
+        ps.append(calibrated_test(a, b, k=1.0, repairing="cyclic").details["monte_carlo_p"])
+    ps = np.array(ps)
+    assert np.mean(ps <= 0.05) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 300)
+    assert np.mean(ps <= 0.2) <= 0.2 + 3 * math.sqrt(0.2 * 0.8 / 300)
+    assert sps.kstest(ps, "uniform").pvalue > 0.001
+
+
+def test_cyclic_and_random_nulls_agree_on_a_match():
+    rng = np.random.default_rng(7)
+    a, b = toy_pair(rng, n=200, d=520, related=True)
+    cyc = calibrated_test(a, b, k=1.0)
+    rnd = calibrated_test(a, b, k=1.0, repairing="random")
+    assert cyc.details["repairing"] == "cyclic" and cyc.pvalue < 1e-6 and rnd.pvalue < 1e-6
+    assert cyc.z == pytest.approx(rnd.z, rel=0.1)
+
+
+def test_ranks_average_ties_like_scipy():
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 4, (30, 9)).astype(float)
+    x[:, 2] = 1.0  # a constant column has no ranks to compare: zeros
+    r = sps.rankdata(x, axis=0)
+    r -= r.mean(axis=0)
+    norm = np.linalg.norm(r, axis=0)
+    expected = np.divide(r, norm, out=np.zeros_like(r), where=norm > 0)
+    np.testing.assert_allclose(centered_ranks(x), expected, atol=1e-12)
