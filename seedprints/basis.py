@@ -100,9 +100,10 @@ def anchor_similarity(suspect_anchors: np.ndarray, reference_anchors: np.ndarray
     1; two independent tables score about 0.  No fitting is involved.
     """
     g_s, g_r = _gram(suspect_anchors, rows), _gram(reference_anchors, rows)
-    if g_s.std() == 0 or g_r.std() == 0:
-        return 0.0
-    return float(np.corrcoef(g_s, g_r)[0, 1])
+    if len(g_s) != len(g_r):
+        raise ValueError(f"anchor tables of {len(suspect_anchors)} and {len(reference_anchors)} rows cannot be compared")
+    # einsum, not BLAS: a scan calls this once per reference, and waking BLAS threads costs more than the sum
+    return float(np.einsum("i,i->", g_s, g_r) / len(g_s)) if len(g_s) else 0.0
 
 
 #: upper-triangle cosine-Gram entries per anchor array (by identity), so a scan computes the suspect's once
@@ -110,7 +111,8 @@ _GRAMS: dict[tuple[int, int], tuple[Any, np.ndarray]] = {}
 
 
 def _gram(a: np.ndarray, rows: int) -> np.ndarray:
-    """Upper-triangle entries of the cosine Gram matrix of the first ``rows`` rows of ``a``, rows centred."""
+    """Upper-triangle entries of the cosine Gram matrix of the first ``rows`` rows of ``a`` (rows centred),
+    standardised (zero mean, unit variance; all zeros when constant), so two tables' correlation is a dot product."""
     key = (id(a), rows)
     hit = _GRAMS.get(key)
     if hit is not None and hit[0]() is a:
@@ -119,6 +121,8 @@ def _gram(a: np.ndarray, rows: int) -> np.ndarray:
     x = x - x.mean(axis=0)
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
     g = (x @ x.T)[np.triu_indices(len(x), 1)]
+    sd = g.std()
+    g = (g - g.mean()) / sd if sd > 0 else np.zeros_like(g)
     try:
         _GRAMS[key] = (weakref.ref(a), g)
         weakref.finalize(a, _GRAMS.pop, key, None)

@@ -8,6 +8,7 @@ PCG64, on the CPU, so they are identical on every device and for every batch siz
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -132,9 +133,9 @@ class ProbeSpec:
             raise ProbeError(f"unknown probe fields {sorted(unknown)}: the file was written by a newer seedprints")
         return cls(**data)
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
-        """Stable 16-hex-digit id: SHA-256 of the canonical JSON form."""
+        """Stable 16-hex-digit id: SHA-256 of the canonical JSON form (computed once: a scan asks per reference)."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import optional
 from .fingerprint import Fingerprint
-from .stats import SeedPrintsResult, SuspectRanks, holm_log10
+from .stats import SeedPrintsResult, holm_log10, prepare
 from .verdict import DEFAULT_TEST, run_test, skip_reason
 
 #: below this many models the map uses metric MDS instead of UMAP.  Measured on the demo audits and
@@ -120,10 +120,6 @@ def map_separation(coords: np.ndarray, significant: np.ndarray) -> np.ndarray:
     return out
 
 
-#: memory the evidence matrix may spend on keeping every model's ranked features (float64)
-RANK_CACHE_BYTES = 512 << 20
-
-
 def pairwise_evidence(items: Sequence[tuple[str, str, Fingerprint]], test: str = DEFAULT_TEST,
                       known: Mapping[tuple[int, int], SeedPrintsResult] | None = None) -> EvidenceMatrix:
     """Test every ordered pair of (name, lineage label, fingerprint) items with one test.
@@ -135,19 +131,8 @@ def pairwise_evidence(items: Sequence[tuple[str, str, Fingerprint]], test: str =
     z = np.full((n, n), np.nan)
     lp = np.full((n, n), np.nan)
     known = known or {}
-    # the calibrated test ranks every model's columns; rank each full fingerprint once when they all fit
-    ranked: dict[int, SuspectRanks] = {}
-    keep_ranks = test == "calibrated" and sum(fp.n * fp.d * 8 for _, _, fp in items) <= RANK_CACHE_BYTES
-
-    def prepared(i: int, fp: Fingerprint) -> Any:
-        if test != "calibrated" or not fp.is_full:
-            return fp
-        if i in ranked:
-            return ranked[i]
-        r = SuspectRanks(fp)
-        if keep_ranks:
-            ranked[i] = r
-        return r
+    def prepared(fp: Fingerprint) -> Any:  # the calibrated test ranks each full fingerprint once (its cache)
+        return prepare(fp) if test == "calibrated" and fp.is_full else fp
 
     for j, (_, _, sus) in enumerate(items):
         if not sus.is_full:
@@ -159,8 +144,8 @@ def pairwise_evidence(items: Sequence[tuple[str, str, Fingerprint]], test: str =
             res = known.get((i, j))
             if res is None:
                 if sus_prepared is None:
-                    sus_prepared = prepared(j, sus)
-                res = run_test(prepared(i, ref) if keep_ranks else ref, sus_prepared, test)
+                    sus_prepared = prepared(sus)
+                res = run_test(prepared(ref), sus_prepared, test)
             if not res.inconclusive:
                 z[i, j], lp[i, j] = res.z, res.log10_pvalue
     return EvidenceMatrix([it[0] for it in items], [it[1] for it in items], z, lp, test)

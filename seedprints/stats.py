@@ -8,9 +8,13 @@ kept column between the two models, and the mean tau is tested against a null.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
+import os
+import threading
+import weakref
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -516,13 +520,22 @@ class SuspectRanks:
             )
         full = view.take(view.columns)
         self.spec = getattr(suspect, "spec", None)
-        #: what was ranked (the basis check reads its anchor rows and features)
-        self.source = suspect
+        self._source: Any = suspect
         self.name = view.name
         self.column_means = view.column_means
         self.n, self.d = full.shape
         self.ranks = centered_ranks(full)
         self._spectrum: np.ndarray | None = None
+        self._spectrum_conj: np.ndarray | None = None
+
+    @property
+    def source(self) -> Any:
+        """What was ranked (the basis check reads its anchor rows and features)."""
+        return self._source() if isinstance(self._source, weakref.ref) else self._source
+
+    def _hold_weakly(self) -> None:
+        """Keep only a weak reference to the source, so that a cache of these does not keep it alive."""
+        self._source = weakref.ref(self._source)
 
     @property
     def spectrum(self) -> np.ndarray:
@@ -531,9 +544,64 @@ class SuspectRanks:
             self._spectrum = np.fft.rfft(self.ranks, axis=1)
         return self._spectrum
 
+    @property
+    def spectrum_conj(self) -> np.ndarray:
+        """Complex conjugate of :attr:`spectrum` (what the reference side of a cross-correlation needs)."""
+        if self._spectrum_conj is None:
+            self._spectrum_conj = self.spectrum.conj()
+        return self._spectrum_conj
 
-#: how many re-paired per-dimension correlations a calibrated result keeps for plots
-NULL_DIM_SAMPLE = 4000
+
+#: memory that prepared (ranked, transformed) feature matrices may occupy across tests, so a library scanned
+#: again, or tested pair by pair in an evidence matrix, is ranked once; SEEDPRINTS_RANK_CACHE_MB sets it
+RANK_CACHE_BYTES = int(os.environ.get("SEEDPRINTS_RANK_CACHE_MB", "2048")) << 20
+_PREPARED: collections.OrderedDict[int, tuple[Any, SuspectRanks, int]] = collections.OrderedDict()
+_PREPARED_LOCK = threading.Lock()
+_prepared_bytes = 0
+
+
+def _forget(key: int) -> None:
+    global _prepared_bytes
+    with _PREPARED_LOCK:
+        hit = _PREPARED.pop(key, None)
+        if hit is not None:
+            _prepared_bytes -= hit[2]
+
+
+def prepare(x: Any) -> SuspectRanks:
+    """``x`` (a full fingerprint or feature matrix) ranked for the calibrated test, reused while ``x`` is alive
+    and the cache (:data:`RANK_CACHE_BYTES`, least recently used first out) has room."""
+    global _prepared_bytes
+    if isinstance(x, SuspectRanks):
+        return x
+    key = id(x)
+    with _PREPARED_LOCK:
+        hit = _PREPARED.get(key)
+        if hit is not None and hit[0]() is x:
+            _PREPARED.move_to_end(key)
+            return hit[1]
+    ranks = SuspectRanks(x)
+    size = 16 * ranks.n * ranks.d  # ranks (float64) and their half spectrum (complex128) or its conjugate
+    try:
+        ref = weakref.ref(x)
+    except TypeError:  # arrays and other objects without weak references are ranked every time
+        return ranks
+    if size > RANK_CACHE_BYTES:
+        return ranks
+    ranks._hold_weakly()  # the caller holds x while it uses the result; the cache must not
+    with _PREPARED_LOCK:
+        _PREPARED[key] = (ref, ranks, size)
+        _prepared_bytes += size
+        while _prepared_bytes > RANK_CACHE_BYTES and _PREPARED:
+            _, (_, _, old) = _PREPARED.popitem(last=False)
+            _prepared_bytes -= old
+    weakref.finalize(x, _forget, key)
+    return ranks
+
+
+#: how many re-paired per-dimension correlations a calibrated result keeps for plots (at least one re-pairing:
+#: all k for k > this)
+NULL_DIM_SAMPLE = 1000
 
 
 #: reference dimensions per block of the aligned-correlation matrix: bounds the test's memory to
@@ -568,14 +636,20 @@ def _cyclic_null(a: np.ndarray, ref: Any, sus: SuspectRanks, cols: np.ndarray,
     """
     d, k = sus.d, len(cols)
     if isinstance(ref, SuspectRanks) and k == d:
-        fa = ref.spectrum
+        fa_conj = ref.spectrum_conj
     else:
         a_full = np.zeros((a.shape[0], d))
         a_full[:, cols] = a
-        fa = np.fft.rfft(a_full, axis=1)
-    shifts = np.fft.irfft(np.einsum("nf,nf->f", fa.conj(), sus.spectrum), n=d)  # shifts[r] = sum_j a_j . s_(j+r)
+        fa_conj = np.fft.rfft(a_full, axis=1).conj()
+    shifts = np.fft.irfft(np.einsum("nf,nf->f", fa_conj, sus.spectrum), n=d)  # shifts[r] = sum_j a_j . s_(j+r)
     n_dims = min(n_sample, d - 1)
-    null_dims = np.stack([np.einsum("nk,nk->k", a, sus.ranks[:, (cols + r) % d]) for r in range(1, n_dims + 1)])
+    s = sus.ranks
+    if k == d:  # every dimension: shift r pairs a[:, :d-r] with s[:, r:] and a[:, d-r:] with s[:, :r], no copies
+        null_dims = np.stack([np.concatenate([np.einsum("nk,nk->k", a[:, : d - r], s[:, r:]),
+                                              np.einsum("nk,nk->k", a[:, d - r:], s[:, :r])])
+                              for r in range(1, n_dims + 1)])
+    else:
+        null_dims = np.stack([np.einsum("nk,nk->k", a, s[:, (cols + r) % d]) for r in range(1, n_dims + 1)])
     return shifts[1:] / k, null_dims
 
 
@@ -621,9 +695,12 @@ def calibrated_test(
                              n=ref.n, mode="base", method=method, k_requested=k_abs, columns=cols,
                              taus=np.full(len(cols), np.nan))
     # ranks are per column, so a prepared reference's ranks restricted to cols are the ranks of cols
-    a = ref.ranks[:, cols] if isinstance(ref, SuspectRanks) else centered_ranks(ref.take(cols))
+    if isinstance(ref, SuspectRanks):
+        a = ref.ranks if k_abs == ref.d else ref.ranks[:, cols]
+    else:
+        a = centered_ranks(ref.take(cols))
     n_sample = max(1, NULL_DIM_SAMPLE // k_abs)  # re-paired per-dimension correlations kept for plots
-    aligned = np.einsum("nk,nk->k", a, sus.ranks[:, cols])
+    aligned = np.einsum("nk,nk->k", a, sus.ranks if k_abs == ref.d else sus.ranks[:, cols])
     if kind == "cyclic":
         null_stats, null_dims = _cyclic_null(a, ref, sus, cols, n_sample)
     else:

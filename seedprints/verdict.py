@@ -12,7 +12,7 @@ import numpy as np
 from .errors import SeedPrintsError
 from .fingerprint import Fingerprint
 from .methods import DEFAULT_ALPHA, DEFAULT_TEST, TESTS, get_test  # noqa: F401 (re-exported)
-from .stats import DEFAULT_K, SeedPrintsResult, SuspectRanks, default_k, holm_log10
+from .stats import DEFAULT_K, SeedPrintsResult, default_k, holm_log10, prepare
 
 Label = Literal["MATCH", "AMBIGUOUS", "NO MATCH", "INCONCLUSIVE"]
 #: Exit codes of ``scan --exit-code`` / ``compare --exit-code`` per verdict (2 stays the error code, as in git diff).
@@ -157,7 +157,8 @@ def scan(
         raise SeedPrintsError(f"alpha must lie in (0, 1), got {alpha}: use a level such as 0.01")
     get_test(test)
     # the calibrated test ranks the suspect's columns once for the whole scan
-    prepared: Any = SuspectRanks(suspect) if test == "calibrated" else suspect
+    calibrated = test == "calibrated"
+    prepared: Any = prepare(suspect) if calibrated else suspect
     tested: list[tuple[RefInfo, SeedPrintsResult]] = []
     skipped: list[tuple[str, str]] = []
     for item in references:
@@ -168,7 +169,8 @@ def scan(
         if why:
             skipped.append((ref.name, why))
             continue
-        tested.append((ref, run_test(fp, prepared, test, **test_kwargs)))
+        # a full reference is ranked once while it lives (the calibrated test's cache), so a rescan is cheap
+        tested.append((ref, run_test(prepare(fp) if calibrated and fp.is_full else fp, prepared, test, **test_kwargs)))
     conclusive = [i for i, (_, r) in enumerate(tested) if not r.inconclusive]
     holm = np.zeros(len(tested))
     holm[conclusive] = holm_log10(np.array([tested[i][1].log10_pvalue for i in conclusive]))

@@ -181,3 +181,27 @@ def test_ranks_average_ties_like_scipy():
     norm = np.linalg.norm(r, axis=0)
     expected = np.divide(r, norm, out=np.zeros_like(r), where=norm > 0)
     np.testing.assert_allclose(centered_ranks(x), expected, atol=1e-12)
+
+
+def test_prepared_features_are_ranked_once_while_they_live(monkeypatch):
+    import gc
+
+    from seedprints import stats
+
+    spec = ProbeSpec(kind="token", n_samples=40, seq_len=4, vocab_range=100)
+    rng = np.random.default_rng(9)
+    facts = ModelFacts("toy", "LlamaForCausalLM", "llama", 16, 100, 1, "s")
+    fp = Fingerprint.from_features(spec, rng.standard_normal((40, 16)).astype(np.float32), facts)
+    first = stats.prepare(fp)
+    assert stats.prepare(fp) is first and stats.prepare(first) is first
+    np.testing.assert_array_equal(first.ranks, centered_ranks(fp.features.astype(np.float64)))
+    other = Fingerprint.from_features(spec, rng.standard_normal((40, 16)).astype(np.float32), facts)
+    monkeypatch.setattr(stats, "RANK_CACHE_BYTES", 16 * 40 * 16)  # room for one
+    stats.prepare(other)
+    again = stats.prepare(fp)
+    assert again is not first and again.source is fp  # evicted, least recently used first
+    key = id(fp)
+    assert key in stats._PREPARED
+    del fp, first, again, other
+    gc.collect()
+    assert key not in stats._PREPARED  # the cache does not keep a fingerprint alive, and forgets it when it goes
