@@ -126,32 +126,38 @@ def _fingerprint(model: torch.nn.Module, spec: Any, name: str) -> Fingerprint:
     return fingerprint_model(LoadedModel(model.eval(), facts_for(model, name, weights_hash=f"bench:{name}")), spec)
 
 
+def init_fingerprints(work: Path, cfg: Any, seed: int, spec: Any) -> tuple[Fingerprint, Fingerprint]:
+    """Fingerprints of the random init of ``cfg`` from ``seed`` and of a rotated copy of it, made once and kept
+    under ``work/inits/<probe id>`` (so that scores can be recomputed, and bench/calibration.py shares them)."""
+    folder = work / "inits" / spec.id
+    plain, rot = folder / f"init-{seed}.safetensors", folder / f"init-{seed}-rotated.safetensors"
+    if plain.exists() and rot.exists():
+        return load_fingerprint(plain), load_fingerprint(rot)
+    folder.mkdir(parents=True, exist_ok=True)
+    init = init_model(cfg, seed)
+    fp_i = _fingerprint(init, spec, f"init-{seed}")
+    fp_r = _fingerprint(ev.rotate_hidden(init, seed).model, spec, f"init-{seed}-rotated")
+    del init
+    fp_r.save(rot)
+    fp_i.save(plain)
+    return fp_i, fp_r
+
+
 def negatives(work: Path, ref_fp: Fingerprint, cfg: Any, n_inits: int, spec: Any) -> list[dict[str, Any]]:
     """Random inits of the config and their rotated copies against the reference, both ways (resumable)."""
-    log = work / f"negatives-{spec.id}.jsonl"
-    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    have = {r["seed"] for r in done}
-    with log.open("a") as f:
-        for i in range(n_inits):
-            seed = INIT_SEED0 + i
-            if seed in have:
-                continue
-            t0 = time.perf_counter()
-            init = init_model(cfg, seed)
-            fp_i = _fingerprint(init, spec, f"init-{seed}")
-            fp_r = _fingerprint(ev.rotate_hidden(init, seed).model, spec, f"init-{seed}-rotated")
-            del init
-            rec = {"seed": seed,
-                   "pairs": {"reference->init": _row(compare(ref_fp, fp_i)), "init->reference": _row(compare(fp_i, ref_fp)),
-                             "reference->rotated-init": _row(compare(ref_fp, fp_r)),
-                             "rotated-init->reference": _row(compare(fp_r, ref_fp))},
-                   "own_rotation": _row(compare(fp_i, fp_r)), "seconds": round(time.perf_counter() - t0, 2)}
-            f.write(json.dumps(rec) + "\n")
-            f.flush()
-            done.append(rec)
-            if (i + 1) % 10 == 0:
-                say(f"negatives: {i + 1}/{n_inits}")
-    return [r for r in done if r["seed"] < INIT_SEED0 + n_inits]
+    done = []
+    for i in range(n_inits):
+        seed = INIT_SEED0 + i
+        t0 = time.perf_counter()
+        fp_i, fp_r = init_fingerprints(work, cfg, seed, spec)
+        done.append({"seed": seed,
+                     "pairs": {"reference->init": _row(compare(ref_fp, fp_i)), "init->reference": _row(compare(fp_i, ref_fp)),
+                               "reference->rotated-init": _row(compare(ref_fp, fp_r)),
+                               "rotated-init->reference": _row(compare(fp_r, ref_fp))},
+                     "own_rotation": _row(compare(fp_i, fp_r)), "seconds": round(time.perf_counter() - t0, 2)})
+        if (i + 1) % 10 == 0:
+            say(f"negatives: {i + 1}/{n_inits}")
+    return done
 
 
 def summarise_negatives(recs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -305,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{name}: z = {derivs[name]['z']} ({derivs[name]['change']})")
     cfg = family.reference().config
     family._reference = None
-    neg = summarise_negatives(negatives(work / "evasion", ref_fp, cfg, args.inits, spec))
+    neg = summarise_negatives(negatives(work, ref_fp, cfg, args.inits, spec))
     report = {"probe": PROBE, "probe_id": spec.id, "alpha": ALPHA, "z_target": Z_TARGET, "derivatives": derivs,
               "negatives": neg, "machine": info}
     if not args.skip_costs:

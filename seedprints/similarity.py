@@ -18,7 +18,7 @@ import numpy as np
 
 from . import optional
 from .fingerprint import Fingerprint
-from .stats import SeedPrintsResult, holm_log10, prepare
+from .stats import SeedPrintsResult, holm_log10
 from .verdict import DEFAULT_TEST, run_test, skip_reason
 
 #: below this many models the map uses metric MDS instead of UMAP.  Measured on the demo audits and
@@ -131,21 +131,15 @@ def pairwise_evidence(items: Sequence[tuple[str, str, Fingerprint]], test: str =
     z = np.full((n, n), np.nan)
     lp = np.full((n, n), np.nan)
     known = known or {}
-    def prepared(fp: Fingerprint) -> Any:  # the calibrated test ranks each full fingerprint once (its cache)
-        return prepare(fp) if test == "calibrated" and fp.is_full else fp
-
     for j, (_, _, sus) in enumerate(items):
         if not sus.is_full:
             continue
-        sus_prepared: Any = None
         for i, (_, _, ref) in enumerate(items):
             if i == j or skip_reason(sus, ref) is not None:
                 continue
             res = known.get((i, j))
             if res is None:
-                if sus_prepared is None:
-                    sus_prepared = prepared(sus)
-                res = run_test(prepared(ref), sus_prepared, test)
+                res = run_test(ref, sus, test)  # each full fingerprint is ranked once (the calibrated test's cache)
             if not res.inconclusive:
                 z[i, j], lp[i, j] = res.z, res.log10_pvalue
     return EvidenceMatrix([it[0] for it in items], [it[1] for it in items], z, lp, test)

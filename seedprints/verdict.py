@@ -21,8 +21,14 @@ TestName = str  # a key of seedprints.methods.TESTS
 
 
 def run_test(reference: Any, suspect: Any, test: str = DEFAULT_TEST, **kwargs: Any) -> SeedPrintsResult:
-    """Run a registered test (:data:`seedprints.methods.TESTS`): the calibrated one by default."""
-    return get_test(test).run(reference, suspect, **kwargs)
+    """Run a registered test (:data:`seedprints.methods.TESTS`): the calibrated one by default.
+
+    The calibrated test reads full fingerprints through :func:`~seedprints.stats.prepare`, so a fingerprint
+    tested many times (a library rescanned, one reference against many suspects) is ranked once."""
+    method = get_test(test)
+    if method.calibrated:
+        reference, suspect = (prepare(x) if getattr(x, "is_full", False) else x for x in (reference, suspect))
+    return method.run(reference, suspect, **kwargs)
 
 
 def lineage_label(family: str, seed: int | None) -> str:
@@ -157,8 +163,7 @@ def scan(
         raise SeedPrintsError(f"alpha must lie in (0, 1), got {alpha}: use a level such as 0.01")
     get_test(test)
     # the calibrated test ranks the suspect's columns once for the whole scan
-    calibrated = test == "calibrated"
-    prepared: Any = prepare(suspect) if calibrated else suspect
+    prepared: Any = prepare(suspect) if get_test(test).calibrated else suspect  # ranked once for the scan
     tested: list[tuple[RefInfo, SeedPrintsResult]] = []
     skipped: list[tuple[str, str]] = []
     for item in references:
@@ -169,8 +174,7 @@ def scan(
         if why:
             skipped.append((ref.name, why))
             continue
-        # a full reference is ranked once while it lives (the calibrated test's cache), so a rescan is cheap
-        tested.append((ref, run_test(prepare(fp) if calibrated and fp.is_full else fp, prepared, test, **test_kwargs)))
+        tested.append((ref, run_test(fp, prepared, test, **test_kwargs)))
     conclusive = [i for i, (_, r) in enumerate(tested) if not r.inconclusive]
     holm = np.zeros(len(tested))
     holm[conclusive] = holm_log10(np.array([tested[i][1].log10_pvalue for i in conclusive]))
