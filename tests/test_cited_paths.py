@@ -141,5 +141,5 @@ def test_the_link_checker_sees_broken_links_and_anchors(tmp_path):
     text = "[a](docs/method.md#the-method) ![b](assets/x.png \"t\") `[c](no.md)` [d](https://x.org/y)\n```\n[e](f.md)\n```"
     assert links(text) == ["docs/method.md#the-method", "assets/x.png", "https://x.org/y"]
     assert slug("Real pretrained model (SmolLM2-135M)") == "real-pretrained-model-smollm2-135m"
-    assert slug("Which seed, without a library: verify a claimed seed") == "which-seed-without-a-library-verify-a-claimed-seed"
+    assert slug("Which seed, without a library: verify it") == "which-seed-without-a-library-verify-it"
     assert "the-method" in anchors(ROOT / "docs" / "method.md") and "your-own-model" not in anchors(ROOT / "README.md")

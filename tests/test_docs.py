@@ -19,8 +19,9 @@ DOCUMENTS = [README, *PAGES]
 #: the landing page's budget of lines (front matter included)
 README_LINES = 250
 
-#: ``<!-- quoted from bench/results/X.md -->`` on the line before a block (up to the next blank line): every
-#: line of the block is a line of that results file, so a benchmark's table is copied, never retyped
+#: ``<!-- quoted from RESULTS -->`` (RESULTS a Markdown file under bench/results) on the line before a block (up to
+#: the next blank line): every line of the block is a line of that file, so a benchmark's table is copied, never
+#: retyped
 QUOTED = re.compile(r"<!-- quoted from (?P<path>[\w./-]+) -->\n(?P<block>(?:.+\n?)+)")
 
 
@@ -70,11 +71,15 @@ def test_every_quoted_benchmark_table_is_copied_from_its_results_file():
             assert re.fullmatch(r"\|(?:-+\|)+", lines[1]), f"{doc}:{line}: a quoted table starts at its header"
 
 
-#: ``<!-- figures from bench/results/A[, bench/results/B] -->`` on the line before prose (up to the next blank line):
-#: every decimal figure in it is a number of one of those files at the precision shown (or that number x 100,
-#: for a rate shown as a percentage), so prose that quotes a benchmark cannot drift from it
+#: ``<!-- figures from RESULTS[, RESULTS] -->`` (results files under bench/results) on the line before prose (up to
+#: the next blank line): every decimal figure in it is a number of one of those files at the precision shown (or that number in another
+#: unit, ``UNITS``), so prose that quotes a benchmark cannot drift from it
 FIGURES = re.compile(r"<!-- figures from (?P<paths>[\w./-]+(?:, [\w./-]+)*) -->\n(?P<block>(?:.+\n?)+)")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+#: a figure may show a number of its results in another unit: as a percentage, or in k, M, G (bytes, FLOP/s)
+UNITS = (1, 100, 1e-3, 1e-6, 1e-9)
 
 
 def _numbers(path: Path) -> list[float]:
@@ -82,12 +87,14 @@ def _numbers(path: Path) -> list[float]:
 
 
 def unquoted_figures(block: str, sources: list[Path]) -> list[str]:
-    """The decimal figures of ``block`` that no source holds at the precision shown."""
+    """The decimal figures of ``block`` that no source holds at the precision shown (code and thresholds, such as
+    ``<= 1.15`` or ``limit 1.3``, are not measurements)."""
     values = [v for source in sources for v in _numbers(source)]
+    prose = re.sub(r"(?:[<>]=?|\blimit) ?-?\d[\d,.]*", "", re.sub(r"`[^`\n]*`", "", block))
     missing = []
-    for figure in re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", re.sub(r"`[^`\n]*`", "", block)):
+    for figure in re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", prose):
         places, shown = len(figure.split(".")[1]), float(figure)
-        if not any(round(v, places) == shown or round(100 * v, places) == shown for v in values):
+        if not any(round(v * unit, places) == shown for v in values for unit in UNITS):
             missing.append(figure)
     return missing
 
@@ -106,6 +113,7 @@ def test_the_figure_checker_sees_a_retyped_figure():
     batch = [ROOT / "bench" / "results" / "batch.md"]
     assert unquoted_figures("a wall of 70.29 s, 70.3 s rounded, `not 1.23 (code)`", batch) == []
     assert unquoted_figures("a made-up 12345.678 s and a retyped 70.31 s", batch) == ["12345.678", "70.31"]
+    assert unquoted_figures("a target <= 1.15 and a limit 1.3 x + 500 MB", batch) == []
 
 
 def test_the_quote_checker_sees_a_retyped_row():
@@ -126,7 +134,8 @@ def test_the_readme_is_a_landing_page():
 
 
 #: how the work on the project was organised is not documentation
-ORGANISATION = re.compile(r"issue #?\d+|\bthe issue\b|(?:this|last|previous|earlier|these) sessions?\b(?! (?:state|key|ends))"
+ORGANISATION = re.compile(r"issue #?\d+|\bthe issue\b"
+                          r"|(?:this|last|previous|earlier|these) sessions?\b(?! (?:state|key|ends))"
                           r"|\bsession (?:that|which) measured", re.I)
 
 
@@ -140,3 +149,11 @@ def test_the_organisation_check_tells_work_from_browser_sessions():
     assert ORGANISATION.search("the run of an earlier session") and ORGANISATION.search("issue #12's conditions")
     assert not ORGANISATION.search("two browser sessions audit at once; a session's download folders")
     assert not ORGANISATION.search("when that session ends") and not ORGANISATION.search("server-side session state")
+
+
+def test_the_benchmarks_page_names_every_benchmark_and_its_results():
+    """A new benchmark or results file shows up in the docs, where a reader looks for what was measured."""
+    page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    files = [*(ROOT / "bench").glob("*.py"), *(ROOT / "bench" / "results").glob("*.md")]
+    names = [p.relative_to(ROOT).as_posix() for p in files]
+    assert names and not [name for name in names if not re.search(rf"(?<![\w/-]){re.escape(name)}(?![\w-])", page)]

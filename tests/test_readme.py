@@ -118,8 +118,8 @@ def test_readme_counts_and_names_the_app_tabs_as_the_app_builds_them():
     assert re.split(r", | and ", sentence.group(2)) == tabs
 
 
-MARKER = re.compile(r"<!-- (runs(?: with the app: (?P<test>[\w./-]+))?) -->\n(?P<block>```(?P<lang>[\w-]*)\n(?P<code>.*?)```)",
-                    re.S)
+MARKER = re.compile(r"<!-- (runs(?: with the app: (?P<test>[\w./-]+))?) -->\n"
+                    r"(?P<block>```(?P<lang>[\w-]*)\n(?P<code>.*?)```)", re.S)
 
 
 def marked_blocks() -> list[tuple[str, int, str | None, str, str]]:
