@@ -1,4 +1,5 @@
-"""Every repository file the code, the docs and the README cite exists."""
+"""Every repository file the code, the docs and the README cite exists, and every link of the README and the docs
+leads to a file that exists and, when it names an anchor, to a heading of that page."""
 
 from __future__ import annotations
 
@@ -79,3 +80,66 @@ def test_the_citation_reader_sees_what_a_text_cites():
     assert cited_paths(text) == {"docs/method.md", "bench/results/probe_budget.json",
                                  "bench/results/probe_budget-mini.json", "METHOD.md", "seedprints/data/*.json",
                                  "seedprints", "ui"}
+
+
+#: the Markdown files whose links are followed
+LINKING = ["README.md", "docs/**/*.md"]
+
+
+def _outside_code(text: str) -> str:
+    """The text without its fenced code blocks (a ``# comment`` in a block is not a heading)."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+
+
+def slug(heading: str) -> str:
+    """A heading's anchor as GitHub and MkDocs write it: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[`*_]|<[^>]+>", "", heading).strip().lower()
+    return re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", text))
+
+
+def anchors(path: Path) -> set[str]:
+    return {slug(m.group(1)) for m in re.finditer(r"^#{1,6} +(.+?) *#*$", _outside_code(path.read_text(encoding="utf-8")),
+                                                   re.M)}
+
+
+def links(text: str) -> list[str]:
+    """Targets of inline Markdown links and images, outside code."""
+    prose = re.sub(r"`[^`\n]*`", "", _outside_code(text))
+    return [m.group(1) for m in re.finditer(r"!?\[[^\]]*\]\(([^)\s]+)(?: \"[^\"]*\")?\)", prose)]
+
+
+def broken_links() -> list[tuple[str, str, str]]:
+    """(file, link, why) for every relative link that does not resolve."""
+    broken = []
+    for pattern in LINKING:
+        for f in sorted(ROOT.glob(pattern)):
+            rel = f.relative_to(ROOT).as_posix()
+            for link in links(f.read_text(encoding="utf-8")):
+                if re.match(r"[a-z]+:", link):  # http(s), mailto: not followed offline
+                    continue
+                target, _, anchor = link.partition("#")
+                path = (f.parent / target).resolve() if target else f
+                if not path.exists() or ROOT not in path.parents and path != ROOT:
+                    broken.append((rel, link, "no such file in the repository"))
+                elif anchor and (path.suffix != ".md" or anchor not in anchors(path)):
+                    broken.append((rel, link, "no such heading"))
+    return broken
+
+
+def test_every_link_of_the_readme_and_the_docs_resolves():
+    assert not broken_links(), "links that lead nowhere (file, link, why): " + repr(broken_links())
+
+
+def test_the_readme_links_every_docs_page():
+    """The README is the landing page: every page under docs/ is one click from it."""
+    readme = {(ROOT / link.partition("#")[0]).resolve() for link in links((ROOT / "README.md").read_text())}
+    pages = {p.resolve() for p in (ROOT / "docs").glob("*.md") if p.name != "index.md"}
+    assert pages and not pages - readme, sorted(p.name for p in pages - readme)
+
+
+def test_the_link_checker_sees_broken_links_and_anchors(tmp_path):
+    text = "[a](docs/method.md#the-method) ![b](assets/x.png \"t\") `[c](no.md)` [d](https://x.org/y)\n```\n[e](f.md)\n```"
+    assert links(text) == ["docs/method.md#the-method", "assets/x.png", "https://x.org/y"]
+    assert slug("Real pretrained model (SmolLM2-135M)") == "real-pretrained-model-smollm2-135m"
+    assert slug("Which seed, without a library: verify it") == "which-seed-without-a-library-verify-it"
+    assert "the-method" in anchors(ROOT / "docs" / "method.md") and "your-own-model" not in anchors(ROOT / "README.md")

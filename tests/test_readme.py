@@ -1,5 +1,11 @@
 """The README's first command gives the user the command line, its Python API example runs as written and prints
-what it promises, and the counts it states match the code."""
+what it promises, every code block the README or the docs mark as runnable runs, and the counts they state match
+the code.
+
+Marker convention: an HTML comment on the line before a fenced block says that the block runs.
+``<!-- runs -->`` before a ```` ```python ```` block: this file executes it (it must not raise; it may assert).
+``<!-- runs with the app: PATH -->``: the browser test at PATH (under tests/e2e) executes it against the real app.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +20,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+#: the pages under docs/ (the sentences the tests below read live where the user looks for them)
+APP_PAGE = ROOT / "docs" / "app.md"
+#: the Markdown files whose code blocks may claim to run
+DOCUMENTS = [README, *sorted((ROOT / "docs").glob("**/*.md"))]
 
 
 def first_command() -> str:
@@ -80,8 +92,8 @@ def test_readme_python_api_example_runs():
 NUMBERS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
 
 
-def _count(pattern: str) -> int:
-    word = re.search(pattern, README.read_text(encoding="utf-8")).group(1)
+def _count(pattern: str, page: Path = README) -> int:
+    word = re.search(pattern, page.read_text(encoding="utf-8")).group(1)
     return int(word) if word.isdigit() else NUMBERS[word]
 
 
@@ -101,6 +113,65 @@ def test_readme_counts_and_names_the_app_tabs_as_the_app_builds_them():
 
     blocks = build_blocks(Server(AppConfig(), JobQueue(), Throughput()))
     tabs = [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)]
-    sentence = re.search(r"`python app.py` serves (\w+) tabs, ([^(]*) \(", README.read_text(encoding="utf-8"))
+    sentence = re.search(r"`python app.py` serves (\w+) tabs, ([^(]*) \(", APP_PAGE.read_text(encoding="utf-8"))
     assert NUMBERS[sentence.group(1)] == len(tabs)
     assert re.split(r", | and ", sentence.group(2)) == tabs
+
+
+MARKER = re.compile(r"<!-- (runs(?: with the app: (?P<test>[\w./-]+))?) -->\n"
+                    r"(?P<block>```(?P<lang>[\w-]*)\n(?P<code>.*?)```)", re.S)
+
+
+def marked_blocks() -> list[tuple[str, int, str | None, str, str]]:
+    """(document, line, browser test or None, language, code) for every code block marked as runnable."""
+    out = []
+    for doc in DOCUMENTS:
+        text = doc.read_text(encoding="utf-8")
+        for m in MARKER.finditer(text):
+            out.append((doc.relative_to(ROOT).as_posix(), text.count("\n", 0, m.start()) + 1, m.group("test"),
+                        m.group("lang"), m.group("code")))
+    return out
+
+
+def test_every_runs_marker_stands_before_a_python_block():
+    """A marker that is misspelt, stands before prose or before another language would silently run nothing."""
+    for doc in DOCUMENTS:
+        text = doc.read_text(encoding="utf-8")
+        markers = len(re.findall(r"<!--\s*runs\b", text))
+        assert markers == len(MARKER.findall(text)), f"{doc.name}: a runs marker is not directly above a code block"
+    assert all(lang == "python" for _, _, _, lang, _ in marked_blocks())
+
+
+def test_every_example_that_says_it_runs_is_marked():
+    """Prose that promises an example runs as written is followed by, or follows, a marked block."""
+    marked = {(doc, code) for doc, _, _, _, code in marked_blocks()}
+    for doc in DOCUMENTS:
+        text = doc.read_text(encoding="utf-8")
+        for m in re.finditer(r"runs as written", text):
+            blocks = [b for b in re.finditer(r"```python\n(.*?)```", text, re.S)]
+            near = min(blocks, key=lambda b: min(abs(b.start() - m.start()), abs(b.end() - m.start())))
+            assert (doc.relative_to(ROOT).as_posix(), near.group(1)) in marked, f"{doc.name}: unmarked example"
+
+
+def test_the_readme_examples_are_marked_and_the_browser_test_runs_the_app_one():
+    blocks = marked_blocks()
+    assert ("README.md", api_example()) in {(doc, code) for doc, _, _, _, code in blocks}
+    app_blocks = [(doc, test, code) for doc, _, test, _, code in blocks if test]
+    assert app_blocks, "the README's app API example is marked as run by its browser test"
+    for doc, test, code in app_blocks:
+        assert (ROOT / test).is_file(), test
+        source = (ROOT / test).read_text(encoding="utf-8")
+        assert doc == "README.md" and 'text.index("### API")' in source  # where the browser test reads it
+        text = README.read_text(encoding="utf-8")
+        assert re.search(r"```python\n(.*?)```", text[text.index("### API"):], re.S).group(1) == code
+
+
+def _local_blocks():
+    """The blocks this file runs here (the README's Python API example has its own test with its promises)."""
+    return [pytest.param(code, id=f"{doc}:{line}") for doc, line, test, _, code in marked_blocks()
+            if test is None and not (doc == "README.md" and code == api_example())]
+
+
+@pytest.mark.parametrize("code", _local_blocks())
+def test_marked_code_block_runs(code, capsys):
+    exec(compile(code, "marked block", "exec"), {"__name__": "docs_example"})
