@@ -95,7 +95,8 @@ def score_arch(config: ZooConfig, arch: str, n_inits: int, trained: dict[int, Fi
     def add(cls: str, unit: str, res: Any) -> None:
         basis = res.details.get("basis") or {}
         records.append({"class": cls, "unit": unit, "significant": _significant(res, alpha), "z": round(float(res.z), 3),
-                        "reading": basis.get("reading"), "anchor_similarity": basis.get("anchor_similarity")})
+                        "reading": basis.get("reading"), "anchor_similarity": basis.get("anchor_similarity"),
+                        "p": float(res.pvalue)})
 
     prepared = {s: SuspectRanks(fp) for s, fp in trained.items()}
     prepared_rot = {s: SuspectRanks(fp) for s, fp in rotated.items()}
@@ -122,6 +123,52 @@ def score_arch(config: ZooConfig, arch: str, n_inits: int, trained: dict[int, Fi
     return records
 
 
+def real_records(n_inits: int, n_rotated: int, alpha: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Random inits of the real model's config (bench/real.py's SmolLM2-135M family, torch seeds 1000..) against the
+    real model and every derivative fingerprint the evasion bench has made, both ways; the first ``n_rotated``
+    inits also as rotated copies.  Init fingerprints are shared with bench/evasion.py (made once, on disk)."""
+    from evasion import INIT_SEED0 as REAL_SEED0, init_fingerprints
+    from real import Family, obtain_gguf
+
+    work = home() / "real"
+    obtain_gguf(work / "download")
+    family = Family(work, work / "download")
+    spec = preset(DEFAULT_PRESET)
+    family.ensure("reference")
+    reference = fingerprint_model(str(family.path("reference")), spec, name="reference")
+    derivatives = {p.stem: load_fingerprint(p) for p in sorted((work / "evasion" / spec.id).glob("*.safetensors"))}
+    cfg = family.reference().config
+    family._reference = None
+    test = get_test(DEFAULT_TEST).run
+    records: list[dict[str, Any]] = []
+
+    def add(cls: str, unit: str, res: Any) -> None:
+        basis = res.details.get("basis") or {}
+        records.append({"class": cls, "unit": unit, "significant": _significant(res, alpha), "z": round(float(res.z), 3),
+                        "reading": basis.get("reading"), "anchor_similarity": basis.get("anchor_similarity"),
+                        "p": float(res.pvalue)})
+
+    previous = None
+    for i in range(n_inits):
+        seed = REAL_SEED0 + i
+        init, rot = init_fingerprints(work, cfg, seed, spec, rotated=i < n_rotated)
+        unit = str(seed)
+        add("reference-vs-init", unit, test(reference, init))
+        add("init-vs-reference", unit, test(init, reference))
+        for fp in derivatives.values():
+            add("derivative-vs-init", unit, test(fp, init))
+            add("init-vs-derivative", unit, test(init, fp))
+        if rot is not None:
+            add("reference-vs-rotated-init", unit, test(reference, rot))
+            add("rotated-init-vs-reference", unit, test(rot, reference))
+        if previous is not None:
+            add("init-vs-init", unit, test(previous, init))
+        previous = init
+        if (i + 1) % 25 == 0:
+            say(f"real config: {i + 1}/{n_inits} random inits scored")
+    return records, {"derivatives": sorted(derivatives), "probe_id": spec.id, "inits": n_inits, "rotated": n_rotated}
+
+
 def cluster_interval(records: list[dict[str, Any]]) -> list[float]:
     """95% interval of the pooled rate, resampling independent units with replacement."""
     units: dict[str, list[int]] = {}
@@ -143,6 +190,8 @@ def summarise(records: list[dict[str, Any]], arch: str) -> list[dict[str, Any]]:
                                                  default=None),
                     "aligned_reading_fp": sum(r["significant"] and r["reading"] == "aligned"
                                                                                for r in rs)})
+        if all("p" in r for r in rs):  # an exact test's p is uniform: its rate at every level is that level
+            out[-1]["rate_at"] = {str(a): sum(r["p"] <= a for r in rs) / len(rs) for a in (0.001, 0.05, 0.1, 0.5)}
     return out
 
 
@@ -175,10 +224,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path, default=None, help="trained fingerprints (default $SEEDPRINTS_HOME/calibration)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "calibration.json")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--real", action="store_true",
+                    help="random inits of the real SmolLM2-135M config against the real model and its derivatives "
+                         "(bench/real.py's family and bench/evasion.py's derivatives) instead of the zoo")
+    ap.add_argument("--rotated", type=int, default=200, help="--real: how many of the inits also as rotated copies")
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
+    if args.real:
+        info = machine()
+        records, what = real_records(args.inits, min(args.rotated, args.inits), DEFAULT_ALPHA)
+        report = {"probe": DEFAULT_PRESET, "probe_id": what["probe_id"], "test": DEFAULT_TEST, "alpha": DEFAULT_ALPHA,
+                  "zoo": "real SmolLM2-135M config", "inits": args.inits, "trained_seeds": 0, "real": what,
+                  "classes": summarise(records, "real"), "machine": info, "seconds": round(time.perf_counter() - t0, 1)}
+        write_results(args.out, report, markdown(report))
+        return 0
     config = FULL if args.zoo == "full" else MINI
     spec = preset(DEFAULT_PRESET, vocab_range=config.vocab)
     work = args.work_dir or home() / "calibration"

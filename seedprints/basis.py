@@ -76,7 +76,8 @@ def embedding_rows(model: Any, ids: np.ndarray) -> np.ndarray:
 
     weight = model.get_input_embeddings().weight
     with torch.no_grad():
-        return weight[torch.as_tensor(ids, device=weight.device)].float().cpu().numpy()
+        # a copy: anchor ids are read-only (cached), and torch warns on tensors over read-only memory
+        return weight[torch.tensor(np.asarray(ids), device=weight.device)].float().cpu().numpy()
 
 
 def fit_rotation(suspect_anchors: np.ndarray, reference_anchors: np.ndarray) -> np.ndarray:
@@ -120,7 +121,8 @@ def _gram(a: np.ndarray, rows: int) -> np.ndarray:
     x = np.asarray(a[:rows], dtype=np.float64)
     x = x - x.mean(axis=0)
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
-    g = (x @ x.T)[np.triu_indices(len(x), 1)]
+    x32 = x.astype(np.float32)  # anchor rows are float16: a float32 product loses nothing and costs half
+    g = (x32 @ x32.T)[np.triu_indices(len(x), 1)].astype(np.float64)
     sd = g.std()
     g = (g - g.mean()) / sd if sd > 0 else np.zeros_like(g)
     try:
