@@ -86,6 +86,13 @@ def _significant(res: Any, alpha: float) -> bool:
     return bool(res.significant(alpha))
 
 
+def _record(cls: str, unit: str, res: Any, alpha: float) -> dict[str, Any]:
+    """One negative pair: its class, independent unit, decision, z, the basis check's reading and p."""
+    basis = res.details.get("basis") or {}
+    return {"class": cls, "unit": unit, "significant": _significant(res, alpha), "z": round(float(res.z), 3),
+            "reading": basis.get("reading"), "anchor_similarity": basis.get("anchor_similarity"), "p": float(res.pvalue)}
+
+
 def score_arch(config: ZooConfig, arch: str, n_inits: int, trained: dict[int, Fingerprint],
                rotated: dict[int, Fingerprint], spec: Any, alpha: float) -> list[dict[str, Any]]:
     """Every negative pair of one architecture: (class, unit, significant, z)."""
@@ -93,10 +100,7 @@ def score_arch(config: ZooConfig, arch: str, n_inits: int, trained: dict[int, Fi
     records: list[dict[str, Any]] = []
 
     def add(cls: str, unit: str, res: Any) -> None:
-        basis = res.details.get("basis") or {}
-        records.append({"class": cls, "unit": unit, "significant": _significant(res, alpha), "z": round(float(res.z), 3),
-                        "reading": basis.get("reading"), "anchor_similarity": basis.get("anchor_similarity"),
-                        "p": float(res.pvalue)})
+        records.append(_record(cls, unit, res, alpha))
 
     prepared = {s: SuspectRanks(fp) for s, fp in trained.items()}
     prepared_rot = {s: SuspectRanks(fp) for s, fp in rotated.items()}
@@ -143,10 +147,7 @@ def real_records(n_inits: int, n_rotated: int, alpha: float) -> tuple[list[dict[
     records: list[dict[str, Any]] = []
 
     def add(cls: str, unit: str, res: Any) -> None:
-        basis = res.details.get("basis") or {}
-        records.append({"class": cls, "unit": unit, "significant": _significant(res, alpha), "z": round(float(res.z), 3),
-                        "reading": basis.get("reading"), "anchor_similarity": basis.get("anchor_similarity"),
-                        "p": float(res.pvalue)})
+        records.append(_record(cls, unit, res, alpha))
 
     previous = None
     for i in range(n_inits):
