@@ -190,10 +190,12 @@ def scan(
         params.update(mode=test_kwargs.get("mode", "coset"), null=test_kwargs.get("null", "analytical"),
                       agg=test_kwargs.get("agg", False))
     else:
-        used = {r.details.get("repairing") for _, r in tested} - {None}  # what 'auto' chose for this D
-        params.update(n_permutations=test_kwargs.get("n_permutations", 2000), mode="base",
-                      basis_check=test_kwargs.get("basis_check", True),
-                      repairing=used.pop() if len(used) == 1 else test_kwargs.get("repairing", "auto"))
+        # what 'auto' chose for this D, and how many re-pairings that is (D - 1 for the cyclic null)
+        used = {(r.details.get("repairing"), r.details.get("n_permutations")) for _, r in tested} - {(None, None)}
+        repairing, n_perm = used.pop() if len(used) == 1 else (test_kwargs.get("repairing", "auto"),
+                                                                test_kwargs.get("n_permutations", 2000))
+        params.update(n_permutations=n_perm, mode="base", basis_check=test_kwargs.get("basis_check", True),
+                      repairing=repairing)
     return ScanReport(suspect.name, suspect.spec.id, alpha, params, rows, skipped, decide(rows, skipped, alpha))
 
 

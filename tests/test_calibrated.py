@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -205,3 +206,17 @@ def test_prepared_features_are_ranked_once_while_they_live(monkeypatch):
     del fp, first, again, other
     gc.collect()
     assert key not in stats._PREPARED  # the cache does not keep a fingerprint alive, and forgets it when it goes
+
+
+def test_a_scan_records_the_null_it_used():
+    from seedprints.verdict import scan
+
+    spec = ProbeSpec(kind="token", n_samples=60, seq_len=4, vocab_range=100)
+    rng = np.random.default_rng(10)
+    a, b = toy_pair(rng, n=60, d=520, related=True)
+    _, c = toy_pair(rng, n=60, d=520)
+    facts = ModelFacts("toy", "LlamaForCausalLM", "llama", 520, 100, 1, "s")
+    fp = lambda x, name: Fingerprint.from_features(spec, x.astype(np.float32), dataclasses.replace(facts, name=name))  # noqa: E731
+    rep = scan(fp(b, "suspect"), [fp(a, "parent"), fp(c, "other")], basis_check=False)
+    assert rep.verdict.label == "MATCH" and rep.rows[0].reference.name == "parent"
+    assert rep.params["repairing"] == "cyclic" and rep.params["n_permutations"] == 519
