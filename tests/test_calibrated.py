@@ -219,4 +219,4 @@ def test_a_scan_records_the_null_it_used():
     fp = lambda x, name: Fingerprint.from_features(spec, x.astype(np.float32), dataclasses.replace(facts, name=name))  # noqa: E731
     rep = scan(fp(b, "suspect"), [fp(a, "parent"), fp(c, "other")], basis_check=False)
     assert rep.verdict.label == "MATCH" and rep.rows[0].reference.name == "parent"
-    assert rep.params["repairing"] == "cyclic" and rep.params["n_permutations"] == 519
+    assert rep.test["repairing"] == "cyclic" and rep.test["n_permutations"] == 519
