@@ -97,3 +97,27 @@ def test_a_suspect_no_reference_is_as_wide_as_is_refused_by_the_form(my_library,
     # narrower than every reference: it could be width-pruned, which is said rather than "cannot derive"
     assert msg.startswith("no reference in this library is as wide as wide-64") and "width-pruned" in msg
     assert "hidden size 64" in msg and "have 128" in msg and "\n" not in msg
+
+
+def test_the_audit_does_not_say_ready_while_the_demo_library_builds():
+    from ui.audit_tab import READY, audit_idle
+
+    srv = server()
+    srv.demo_job = Job("preparing the demo library", lambda job: None)
+    assert "Ready" not in audit_idle(srv) and "being built" in audit_idle(srv)
+    srv.demo_job.state = "done"
+    assert audit_idle(srv) == READY
+
+
+def test_run_time_estimates_are_for_the_librarys_models(my_library):
+    """Not "for a 135M-parameter model", which the user may not have: for the size of the library's references."""
+    lib, _ = my_library
+    srv = server()
+    srv.throughput.record(10_000_000, 1000, 1.0)
+    n_params = lib.load("s0").model.n_params
+    for label, _ in audit_probe_choices(srv, MY_LIBRARY).choices:
+        assert "the size of this library's references" in label and "135M" not in label, label
+        assert f"{n_params / 1e6:.1f}M parameters" in label
+    empty = Library(home() / "libraries" / "empty")
+    assert "per 100M parameters" in add_probe_choices(srv, "empty").choices[0][0]
+    assert len(empty) == 0
