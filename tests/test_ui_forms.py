@@ -121,3 +121,28 @@ def test_run_time_estimates_are_for_the_librarys_models(my_library):
     empty = Library(home() / "libraries" / "empty")
     assert "per 100M parameters" in add_probe_choices(srv, "empty").choices[0][0]
     assert len(empty) == 0
+
+
+def test_errors_say_what_to_do_in_the_apps_terms():
+    """No save_pretrained(), HF_HUB_OFFLINE=1 or [Errno -2] in what the page says; the engine's text stays one click
+    away, collapsed."""
+    from ui.views import error_message, plain_error
+
+    engine = [
+        "cannot reach the Hugging Face Hub to resolve org/m@main ([Errno -2] Name or service not known): check your "
+        "connection, or set HF_HUB_OFFLINE=1 to use the local cache",
+        "org/m@main is not in the local Hugging Face cache at /c and this machine is offline (HF_HUB_OFFLINE is set): "
+        "run 'hf download org/m --revision main' while online (same HF_HUB_CACHE), or unset HF_HUB_OFFLINE",
+        "m.zip has no config.json: zip the folder that save_pretrained() wrote",
+        "m.bin needs a config.json: put one beside it or pass --config PATH",
+    ]
+    for text in engine:
+        plain, detail = plain_error(text)
+        assert detail == text
+        for jargon in ("save_pretrained", "HF_HUB", "Errno", "hf download", "--config"):
+            assert jargon not in plain, (jargon, plain)
+        box = error_message(text)
+        assert box.index("sp-msg-error") < box.index("<details") and "<details open" not in box
+    assert "org/m" in plain_error(engine[0])[0] and "upload files" in plain_error(engine[1])[0]
+    assert plain_error("no such file or folder: /x: check the path") == ("no such file or folder: /x: check the path",
+                                                                        None)
