@@ -70,6 +70,8 @@ def label_positions(coords: np.ndarray, clash: float = LABEL_CLASH, preferred: S
 
 #: the most characters of a title line (and of a <sup> line under it) that fit a figure on a 390 px phone
 TITLE_CHARS, SUB_CHARS = 36, 54
+#: how far a title sits below the figure's top: the app shows each figure's label over its top left corner
+TITLE_DROP = 48
 
 
 def wrap_title(title: str) -> str:
@@ -91,9 +93,16 @@ def title_words(fig: go.Figure) -> str:
 
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     title = wrap_title(title)
-    lines = title.count("<br>")
-    fig.update_layout(title={"text": title, "x": 0.01, "font": {"size": 15}}, height=height + 18 * lines,
-                      margin={"l": 10, "r": 10, "t": 40 + 18 * lines, "b": 10}, template="plotly_white",
+    lines = title.split("<br>")
+    sub = sum(line.startswith("<sup>") for line in lines)
+    # the title hangs from the top, below the app's label badge (TITLE_DROP px); the margin holds its lines (a
+    # <sup> line is smaller) and a gap for subplot titles
+    top = TITLE_DROP + 20 * (len(lines) - sub) + 13 * sub + 24
+    total = height + top - 50
+    fig.update_layout(title={"text": title, "x": 0.01, "y": 1 - TITLE_DROP / total, "yref": "container",
+                             "yanchor": "top",
+                             "font": {"size": 15}}, height=total,
+                      margin={"l": 10, "r": 10, "t": top, "b": 10}, template="plotly_white",
                       legend={"orientation": "h", "y": -0.15})
     return fig
 
