@@ -320,7 +320,8 @@ def test_every_tab_fits_a_phone_and_a_laptop(browser, app_server):
             assert pg.evaluate(PAGE_WIDTH) <= width + 1, f"{name} tab is wider than a {width}px screen"
             cut = pg.evaluate(TITLES_CUT)
             assert all(c <= 1 for c in cut), f"{name} tab: figure titles cut off by {cut} px"
-            pg.screenshot(path=str(screenshot_path(f"screenshot-{name.lower()}-{width}.png")), full_page=True)
+            pg.screenshot(path=str(screenshot_path(f"screenshot-{name.lower()}-{width}.png")), full_page=True,
+                          scale="css")
         ctx.close()
 
 
