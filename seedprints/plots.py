@@ -258,7 +258,8 @@ def evidence_plot(result: SeedPrintsResult, reference: str, suspect: str,
     fig.update_yaxes(title="density (share per unit)", row=1, col=2)
     fig.update_layout(barmode="overlay")
     p_txt = (f"p = {format_p(result.log10_pvalue)}" if log10_p_holm is None else
-             f"p = {format_p(log10_p_holm)} after Holm correction ({format_p(result.log10_pvalue)} for this pair alone)")
+             f"p = {format_p(log10_p_holm)} after Holm correction "
+             f"({format_p(result.log10_pvalue)} for this pair alone)")
     return _layout(fig, f"{reference} vs {suspect}: z = {result.z:.1f}, {p_txt}<br>"
                         "<sup>grey: null (re-paired dimensions); blue and red line: observed</sup>", height=460)
 
