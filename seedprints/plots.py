@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,9 +68,41 @@ def label_positions(coords: np.ndarray, clash: float = LABEL_CLASH, preferred: S
     return out
 
 
+#: the most characters of a title line (and of a <sup> line under it) that fit a figure on a 390 px phone
+TITLE_CHARS, SUB_CHARS = 36, 54
+#: how far a title sits below the figure's top: the app shows each figure's label over its top left corner
+TITLE_DROP = 48
+
+
+def wrap_title(title: str) -> str:
+    """``title`` with each line (``<br>``-separated; ``<sup>...</sup>`` lines are smaller) broken between words
+    so that no line is wider than a phone-width figure: Plotly never wraps a title, it cuts it off."""
+    lines = []
+    for line in title.split("<br>"):
+        sup = line.startswith("<sup>") and line.endswith("</sup>")
+        text = line[5:-6] if sup else line
+        parts = textwrap.wrap(text, SUB_CHARS if sup else TITLE_CHARS, break_long_words=False) or [""]
+        lines += [f"<sup>{t}</sup>" if sup else t for t in parts]
+    return "<br>".join(lines)
+
+
+def title_words(fig: go.Figure) -> str:
+    """A figure's title as one line of words: its line breaks and <sup> tags taken out (see :func:`wrap_title`)."""
+    return " ".join(re.sub(r"<[^>]+>", " ", fig.layout.title.text or "").split())
+
+
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
-    fig.update_layout(title={"text": title, "x": 0.01, "font": {"size": 15}}, height=height,
-                      margin={"l": 10, "r": 10, "t": 50, "b": 10}, template="plotly_white",
+    title = wrap_title(title)
+    lines = title.split("<br>")
+    sub = sum(line.startswith("<sup>") for line in lines)
+    # the title hangs from the top, below the app's label badge (TITLE_DROP px); the margin holds its lines (a
+    # <sup> line is smaller) and a gap for subplot titles
+    top = TITLE_DROP + 20 * (len(lines) - sub) + 13 * sub + 24
+    total = height + top - 50
+    fig.update_layout(title={"text": title, "x": 0.01, "y": 1 - TITLE_DROP / total, "yref": "container",
+                             "yanchor": "top",
+                             "font": {"size": 15}}, height=total,
+                      margin={"l": 10, "r": 10, "t": top, "b": 10}, template="plotly_white",
                       legend={"orientation": "h", "y": -0.15})
     return fig
 
@@ -171,10 +205,13 @@ def correlation_bins(values: np.ndarray, n_bins: int = 30) -> dict[str, float]:
     return {"start": start, "end": end, "size": size}
 
 
-def evidence_plot(result: SeedPrintsResult, reference: str, suspect: str) -> go.Figure:
+def evidence_plot(result: SeedPrintsResult, reference: str, suspect: str,
+                  log10_p_holm: float | None = None) -> go.Figure:
     """Observed per-dimension correlations against their null, and the test statistic against its null.
 
     The x axes are padded past every bar and line: a correlation of exactly 1 is drawn as a whole bar.
+    ``log10_p_holm``: the pair's p after the scan's Holm correction, which the title then shows (as the verdict
+    card does), with this pair's own p beside it.
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=("per identity dimension", "test statistic"),
                         horizontal_spacing=0.12)
@@ -220,7 +257,10 @@ def evidence_plot(result: SeedPrintsResult, reference: str, suspect: str) -> go.
     fig.update_yaxes(title="density (share per unit)", row=1, col=1)
     fig.update_yaxes(title="density (share per unit)", row=1, col=2)
     fig.update_layout(barmode="overlay")
-    return _layout(fig, f"{reference} vs {suspect}: z = {result.z:.1f}, p = {format_p(result.log10_pvalue)}<br>"
+    p_txt = (f"p = {format_p(result.log10_pvalue)}" if log10_p_holm is None else
+             f"p = {format_p(log10_p_holm)} after Holm correction "
+             f"({format_p(result.log10_pvalue)} for this pair alone)")
+    return _layout(fig, f"{reference} vs {suspect}: z = {result.z:.1f}, {p_txt}<br>"
                         "<sup>grey: null (re-paired dimensions); blue and red line: observed</sup>", height=460)
 
 

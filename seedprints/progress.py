@@ -32,13 +32,14 @@ def tqdm_progress(label: str, unit: str = "step") -> tuple[ProgressCallback, Cal
     return update, lambda: [b.close() for b in bars]
 
 
-def scaled(progress: ProgressCallback | None, part: int, parts: int) -> ProgressCallback | None:
-    """A callback for part ``part`` of ``parts`` equal parts of a larger job, on a 0..1000 scale."""
+def scaled(progress: ProgressCallback | None, part: int, parts: int, prefix: str = "") -> ProgressCallback | None:
+    """A callback for part ``part`` of ``parts`` equal parts of a larger job, on a 0..1000 scale; ``prefix`` names
+    the part in each stage ("fine-tune copy: extracting ...")."""
     if progress is None:
         return None
 
     def update(stage: str, done: int, total: int) -> None:
         frac = (part + (done / total if total else 0.0)) / parts
-        progress(stage, int(round(1000 * frac)), 1000)
+        progress(f"{prefix}{stage}", int(round(1000 * frac)), 1000)
 
     return update

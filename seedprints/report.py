@@ -50,6 +50,7 @@ table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
 th, td { text-align: left; padding: 0.3rem 0.5rem; border-bottom: 1px solid #eef0f3; vertical-align: top; }
 code, pre { font-family: ui-monospace, Menlo, monospace; font-size: 0.85rem; }
 pre { background: #f5f7fb; padding: 0.7rem; white-space: pre-wrap; word-break: break-all; }
+td code { word-break: break-all; } .wide { overflow-x: auto; }
 .verdict { border: 2px solid #6b7280; border-radius: 10px; padding: 1rem; }
 .verdict .label { font-size: 1.6rem; font-weight: 700; }
 .MATCH { border-color: #b91c1c; } .MATCH .label { color: #b91c1c; }
@@ -100,7 +101,8 @@ def report_html(audit: LibraryAudit, command: str) -> str:
     figs = [("Evidence matrix", evidence_heatmap(m), "fig-heatmap"),
             ("Map of the models", embedding_map(audit.embedding, m.names, m.lineages, suspect_index=0), "fig-map")]
     if top is not None and not top.result.inconclusive:
-        figs.append(("Evidence of the strongest reference", evidence_plot(top.result, top.reference.name, sus.name),
+        figs.append(("Evidence of the strongest reference", evidence_plot(top.result, top.reference.name, sus.name,
+                                                                       top.log10_p_holm),
                      "fig-evidence"))
     fig_html = "".join(f"<h2>{e(t)}</h2>" + pio.to_html(f, include_plotlyjs=False, full_html=False, div_id=div,
                                                         config={"displaylogo": False})
@@ -119,8 +121,8 @@ def report_html(audit: LibraryAudit, command: str) -> str:
 <h2>Method and parameters</h2><table id="method">{_rows(method)}</table>
 <h2>Suspect model</h2><table id="model">{_rows(model)}</table>
 <h2>References, strongest evidence first</h2>
-<table id="ranked"><tr><th>#</th><th>reference</th><th>lineage</th><th>z</th><th>log10 p</th><th>log10 p (Holm)</th>
-<th>significant</th><th>weights hash</th></tr>{ranked}</table>
+<div class="wide"><table id="ranked"><tr><th>#</th><th>reference</th><th>lineage</th><th>z</th><th>log10 p</th><th>log10 p (Holm)</th>
+<th>significant</th><th>weights hash</th></tr>{ranked}</table></div>
 {f'<p>Skipped:</p><ul>{skipped}</ul>' if skipped else ''}
 {fig_html}
 <h2>Reproduce</h2><p>This command re-runs the audit (same library, probe and test) and prints the same table and verdict:</p>

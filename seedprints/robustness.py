@@ -140,6 +140,8 @@ def robustness_check(
         else:
             desc, fn = MODIFICATIONS[mod]
             why = None
+            if progress is not None:  # the modification itself (a fine-tune takes a while) is a stage of its own
+                progress(f"making the {mod} copy: {desc}", int(round(1000 * i / steps)), 1000)
             if mod in EVASION_MODIFICATIONS and anchor_ids(spec, loaded.facts.hidden_size or 0) is None:
                 why = f"this probe keeps no anchor rows, so the basis check cannot run: {unavailable_reason(spec)}"
             else:
@@ -151,7 +153,8 @@ def robustness_check(
                 rows.append(RobustnessRow(mod, f"{desc}: not applicable ({why})", "NOT APPLICABLE", None, None, None,
                                           math.nan, math.nan, False))
                 continue
-        fp = fingerprint_model(wrap_model(model, f"{loaded.name}+{mod}"), spec, progress=scaled(progress, i, steps),
+        part = scaled(progress, i, steps, "" if mod == "none" else f"{mod} copy: ")
+        fp = fingerprint_model(wrap_model(model, f"{loaded.name}+{mod}"), spec, progress=part,
                                 cancel=cancel)
         rep = scan(fp, refs, alpha=alpha, test=test)  # type: ignore[arg-type]
         v = rep.verdict

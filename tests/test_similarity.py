@@ -10,8 +10,9 @@ import pytest
 
 from seedprints.audit import fingerprint_model
 from seedprints.derive import weight_noise
+from seedprints.verdict import format_p
 from seedprints.plots import (MAP_TITLE, correlation_bins, embedding_map, evidence_heatmap, evidence_plot,
-                              label_positions, lineage_colour)
+                              label_positions, lineage_colour, title_words)
 from seedprints.similarity import (UMAP_MIN_POINTS, Embedding, EvidenceMatrix, display_order, embed_2d, lineage_key,
                                    map_models, pairwise_evidence)
 from seedprints.stats import seedprints_test
@@ -270,7 +271,7 @@ def test_embedding_map(matrix):
     fig2 = embedding_map(emb, matrix.names, matrix.lineages, suspect_index=None)
     assert sum(len(t.x) for t in fig2.data) == matrix.n and "suspect" not in [t.name for t in fig2.data]
     # the title says what the map shows in words, not how it was computed
-    assert fig.layout.title.text.startswith(MAP_TITLE) and "MDS" not in fig.layout.title.text
+    assert title_words(fig).startswith(MAP_TITLE) and "MDS" not in title_words(fig)
     fig.to_json()
 
 
@@ -320,7 +321,7 @@ def test_map_layout_choice(matrix):
     assert um.links == auto.links  # the same evidence, only placed differently
     assert np.array_equal(map_models(matrix, layout="umap").coords, um.coords)  # deterministic
     fig = embedding_map(um, matrix.names, matrix.lineages)
-    assert "UMAP layout" in fig.layout.title.text and fig.layout.title.text.startswith(MAP_TITLE)
+    assert "UMAP layout" in title_words(fig) and title_words(fig).startswith(MAP_TITLE)
     with pytest.raises(ValueError, match="layout"):
         map_models(matrix, layout="tsne")  # type: ignore[arg-type]
 
@@ -333,8 +334,25 @@ def test_evidence_plot(fps, test):
         assert "null_dim_sample" in res.details
     fig = evidence_plot(res, "seed0", "noisy0")
     assert isinstance(fig, go.Figure) and len(fig.data) >= (3 if test == "calibrated" else 2)
-    assert "seed0 vs noisy0" in fig.layout.title.text
+    assert "seed0 vs noisy0" in title_words(fig)
     fig.to_json()
+    # given the scan's Holm-adjusted p, the title shows it (as the verdict card does) and says so
+    holm = min(res.log10_pvalue + 1.0, 0.0)
+    words = title_words(evidence_plot(res, "seed0", "noisy0", holm))
+    assert f"p = {format_p(holm)} after Holm correction" in words and format_p(res.log10_pvalue) in words
+
+
+def test_titles_wrap_to_a_phone_width():
+    """Plotly cuts a title off where the figure ends: each line of a title is kept within a phone's width."""
+    from seedprints.plots import SUB_CHARS, TITLE_CHARS, wrap_title
+
+    title = wrap_title("a long title that certainly does not fit in one narrow line on a phone<br>"
+                       "<sup>and a subtitle of many words that would run far past the right edge of the figure</sup>")
+    lines = title.split("<br>")
+    assert len(lines) > 2
+    for line in lines:
+        sup = line.startswith("<sup>")
+        assert len(line.removeprefix("<sup>").removesuffix("</sup>")) <= (SUB_CHARS if sup else TITLE_CHARS)
 
 
 def test_evidence_plot_shows_bars_at_rho_one_and_labels_every_y_axis(fps):

@@ -97,3 +97,52 @@ def test_a_suspect_no_reference_is_as_wide_as_is_refused_by_the_form(my_library,
     # narrower than every reference: it could be width-pruned, which is said rather than "cannot derive"
     assert msg.startswith("no reference in this library is as wide as wide-64") and "width-pruned" in msg
     assert "hidden size 64" in msg and "have 128" in msg and "\n" not in msg
+
+
+def test_the_audit_does_not_say_ready_while_the_demo_library_builds():
+    from ui.audit_tab import READY, audit_idle
+
+    srv = server()
+    srv.demo_job = Job("preparing the demo library", lambda job: None)
+    assert "Ready" not in audit_idle(srv) and "being built" in audit_idle(srv)
+    srv.demo_job.state = "done"
+    assert audit_idle(srv) == READY
+
+
+def test_run_time_estimates_are_for_the_librarys_models(my_library):
+    """Not "for a 135M-parameter model", which the user may not have: for the size of the library's references."""
+    lib, _ = my_library
+    srv = server()
+    srv.throughput.record(10_000_000, 1000, 1.0)
+    n_params = lib.load("s0").model.n_params
+    for label, _ in audit_probe_choices(srv, MY_LIBRARY).choices:
+        assert "the size of this library's references" in label and "135M" not in label, label
+        assert f"{n_params / 1e6:.1f}M parameters" in label
+    empty = Library(home() / "libraries" / "empty")
+    assert "per 100M parameters" in add_probe_choices(srv, "empty").choices[0][0]
+    assert len(empty) == 0
+
+
+def test_errors_say_what_to_do_in_the_apps_terms():
+    """No save_pretrained(), HF_HUB_OFFLINE=1 or [Errno -2] in what the page says; the engine's text stays one click
+    away, collapsed."""
+    from ui.views import error_message, plain_error
+
+    engine = [
+        "cannot reach the Hugging Face Hub to resolve org/m@main ([Errno -2] Name or service not known): check your "
+        "connection, or set HF_HUB_OFFLINE=1 to use the local cache",
+        "org/m@main is not in the local Hugging Face cache at /c and this machine is offline (HF_HUB_OFFLINE is set): "
+        "run 'hf download org/m --revision main' while online (same HF_HUB_CACHE), or unset HF_HUB_OFFLINE",
+        "m.zip has no config.json: zip the folder that save_pretrained() wrote",
+        "m.bin needs a config.json: put one beside it or pass --config PATH",
+    ]
+    for text in engine:
+        plain, detail = plain_error(text)
+        assert detail == text
+        for jargon in ("save_pretrained", "HF_HUB", "Errno", "hf download", "--config"):
+            assert jargon not in plain, (jargon, plain)
+        box = error_message(text)
+        assert box.index("sp-msg-error") < box.index("<details") and "<details open" not in box
+    assert "org/m" in plain_error(engine[0])[0] and "upload files" in plain_error(engine[1])[0]
+    assert plain_error("no such file or folder: /x: check the path") == ("no such file or folder: /x: check the path",
+                                                                        None)

@@ -13,7 +13,7 @@ from seedprints.paths import home
 from . import views
 from .about_tab import build_about_tab
 from .api import build_api, make_internal_private
-from .audit_tab import audit_probe_choices, build_audit_tab
+from .audit_tab import READY, audit_probe_choices, build_audit_tab
 from .context import DEMO_LIBRARY, MY_LIBRARY, AppConfig, Server, Throughput, libraries, open_library
 from .jobs import JobQueue
 from .learn_tab import build_learn_tab
@@ -72,8 +72,8 @@ def build_blocks(server: Server) -> gr.Blocks:
 
         # the demo build refreshes the audit's probe list when it is ready
         if server.demo_job is not None:
-            banner = TaskView(startup, [audit.probe_choice],
-                              lambda _, lib, who: [audit_probe_choices(server, lib, who)],
+            banner = TaskView(startup, [audit.probe_choice, audit.status],
+                              lambda _, lib, who: [audit_probe_choices(server, lib, who), views.message(READY)],
                               render_inputs=[audit.lib_choice, visitor], done=demo_ready, unit="models")
             watch(server.queue, banner, server.demo_job)
 

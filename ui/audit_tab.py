@@ -62,6 +62,20 @@ class AuditTab:
 
     lib_choice: Any
     probe_choice: Any
+    status: Any
+
+
+#: the audit's status before any audit, once the demo library is built
+READY = "Ready. Choose a suspect and press Run audit."
+
+
+def audit_idle(server: Server) -> str:
+    """The audit status a page opens with: not "Ready" while the demo library is still being built (the banner's
+    watch sets :data:`READY` when it is)."""
+    if server.demo_job is not None and server.demo_job.state not in FINISHED:
+        return ("The demo library is being built (see the banner above): choose a suspect meanwhile; an audit "
+                "started now waits for it.")
+    return READY
 
 
 def parse_form(source: str, demo_key: str | None, files: list[str] | None, hub_id: str, local_path: str,
@@ -154,7 +168,7 @@ def render_audit(result: AuditResult, layout_label: str = "default") -> list[Any
     audit = result.audit
     m = audit.matrix
     top = audit.report.rows[0] if audit.report.rows else None
-    ev = (evidence_plot(top.result, top.reference.name, audit.suspect.name)
+    ev = (evidence_plot(top.result, top.reference.name, audit.suspect.name, top.log10_p_holm)
           if top is not None and not top.result.inconclusive else None)
     cmd = (f"Reproduce from the command line (the library's probe, the same test):\n\n```\n{result.command}\n```"
            + ("\n\n(SUSPECT: the uploaded model.)" if result.uploaded else ""))
@@ -175,8 +189,7 @@ def start_audit(server: Server, *values: Any) -> Submission:
     """Check the audit form; the submission runs the audit on the worker."""
     form = parse_form(*values)
     check_form(server, form)
-    what = form.model.demo_key if form.model.source == SOURCE_DEMO else form.model.source
-    return Submission(f"audit of {what}", lambda job: run_audit(server, form, job))
+    return Submission(f"audit of {form.model.shown}", lambda job: run_audit(server, form, job))
 
 
 def run_robustness(server: Server, form: AuditForm, job: Job) -> list[RobustnessRow]:
@@ -195,7 +208,7 @@ def start_robustness(server: Server, *values: Any) -> Submission:
     """Check the audit form; the submission runs the robustness check on the worker."""
     form = parse_form(*values)
     check_form(server, form)
-    return Submission("robustness check", lambda job: run_robustness(server, form, job))
+    return Submission(f"robustness check of {form.model.shown}", lambda job: run_robustness(server, form, job))
 
 
 def audit_probe_choices(server: Server, lib_label: str, visitor: str | None = None) -> Any:
@@ -232,9 +245,11 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
                 with gr.Row():
                     run_btn = gr.Button("Run audit", variant="primary", elem_id="run-audit")
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-audit")
-                status = gr.HTML(views.job_status(None), elem_id="audit-status")
-                gr.Examples([[SOURCE_DEMO, key] for _, key in DEMO_CHOICES], inputs=[model.source, model.demo_key],
-                            label="Demo suspects")
+                status = gr.HTML(views.job_status(None, idle=audit_idle(server)), elem_id="audit-status")
+                # one column, the suspect: a click also switches the source to the demo suspects
+                examples = gr.Examples([[key] for _, key in DEMO_CHOICES], inputs=[model.demo_key],
+                                       label="Demo suspects")
+                examples.load_input_event.then(lambda: SOURCE_DEMO, None, model.source, queue=False)
             # the results get two thirds of the row: the ranked table fits at 1400 px with whole-word headers
             with gr.Column(scale=4, min_width=320, visible=False, elem_id="results") as results:
                 verdict = gr.HTML(elem_id="verdict")
@@ -263,8 +278,9 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
                 robust_btn = gr.Button("Check robustness", elem_id="robust-btn")
                 robust_cancel = gr.Button("Cancel", variant="stop", elem_id="robust-cancel")
             robust_status = gr.HTML(elem_id="robust-status")
-            robust_table = gr.Dataframe(interactive=False, elem_id="robust-table", wrap=True)
-            robust_plot = gr.Plot(elem_id="robust-plot", show_label=False)
+            # hidden until a check has finished: no empty table or figure frame before
+            robust_table = gr.Dataframe(interactive=False, elem_id="robust-table", wrap=True, visible=False)
+            robust_plot = gr.Plot(elem_id="robust-plot", show_label=False, visible=False)
         connect_seed_section = build_seed_section(server)
 
         # wired inside the tab: the hidden parts of a task (State, Timer) must not sit between tabs (ui.tasks)
@@ -272,16 +288,16 @@ def build_audit_tab(server: Server, visitor: gr.State) -> AuditTab:
         shown_audit = gr.State(None)  # the finished audit: the map layout radio redraws from it
         audit_view = TaskView(status, [verdict, ranked, heat, umap_plot, evidence, download, download_report, command,
                                        results, figures, shown_audit], render_audit, render_inputs=[map_layout],
-                              cleared=cleared_audit,
-                              idle="Ready. Choose a suspect and press Run audit.")
+                              cleared=cleared_audit, idle=READY)
         wire(server.queue, audit_view, run_btn, form, lambda *v: start_audit(server, *v), cancel_btn)
         robust_view = TaskView(robust_status, [robust_table, robust_plot],
-                               lambda rows: [views.robustness_table(rows), robustness_chart(rows)],
-                               idle="Press Check robustness to test the chosen suspect.",
-                               cleared=lambda: [None, None])
+                               lambda rows: [gr.Dataframe(views.robustness_table(rows), visible=True),
+                                             gr.Plot(robustness_chart(rows), visible=True)],
+                               idle="Press Check robustness to test the chosen suspect.", unit=None,
+                               cleared=lambda: [gr.Dataframe(None, visible=False), gr.Plot(None, visible=False)])
         wire(server.queue, robust_view, robust_btn, form, lambda *v: start_robustness(server, *v), robust_cancel)
         connect_seed_section(form)
         map_layout.change(map_figure, [shown_audit, map_layout], umap_plot, queue=False)
         lib_choice.change(lambda lib, who: audit_probe_choices(server, lib, who), [lib_choice, visitor], probe_choice,
                           queue=False)
-    return AuditTab(lib_choice, probe_choice)
+    return AuditTab(lib_choice, probe_choice, status)

@@ -24,8 +24,8 @@ from .jobs import Job, JobQueue
 
 DEMO_LIBRARY = "demo library (read-only)"
 MY_LIBRARY = "my library"
-#: parameters of the model size people usually ask about, for run-time estimates
-TYPICAL_PARAMS = 135_000_000
+#: run-time estimates without a model to size them are per this many parameters
+PER_PARAMS = 100_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,14 +123,37 @@ class Throughput:
             tmp.write_text(json.dumps({"param_tokens_per_s": n_params * n_tokens / seconds, "at": time.time()}))
             os.replace(tmp, self.path)
 
-    def estimate(self, spec: ProbeSpec, n_params: int = TYPICAL_PARAMS) -> str:
-        """'about 20 s for a 135M-parameter model here', or a note that nothing was measured yet."""
+    def estimate(self, spec: ProbeSpec, n_params: int | None = None) -> str:
+        """'about 20 s for a model the size of this library's references (135M parameters) on this server' (with
+        ``n_params``, theirs), else 'about 20 s per 100M parameters ...', or a note that nothing was measured yet."""
         r = self.rate()
         if r is None:
             return "run time is measured after the first extraction"
-        s = n_params * spec.n_tokens / r
-        when = f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
-        return f"about {when} for a {n_params / 1e6:.0f}M-parameter model on this server"
+        s = (n_params or PER_PARAMS) * spec.n_tokens / r
+        when = f"{s:.1f} s" if s < 10 else f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+        if n_params is None:
+            return f"about {when} per {PER_PARAMS / 1e6:.0f}M parameters on this server"
+        size = f"{n_params / 1e6:.1f}M" if n_params < 1e7 else f"{n_params / 1e6:.0f}M"
+        return f"about {when} for a model the size of this library's references ({size} parameters) on this server"
+
+
+#: reference content hash -> its model's parameters (read once from its fingerprint file)
+_REFERENCE_PARAMS: dict[str, int] = {}
+
+
+def reference_params(lib: Library, probe_id: str, sample: int = 3) -> int | None:
+    """Parameters of the largest of the first ``sample`` references made with ``probe_id`` (None: none readable)."""
+    from seedprints.errors import SeedPrintsError
+
+    sizes = []
+    for ref in lib.list(probe_id)[:sample]:
+        if ref.content_sha256 not in _REFERENCE_PARAMS:
+            try:
+                _REFERENCE_PARAMS[ref.content_sha256] = int(lib.load(ref).model.n_params)
+            except SeedPrintsError:
+                continue
+        sizes.append(_REFERENCE_PARAMS[ref.content_sha256])
+    return max(sizes) if sizes else None
 
 
 def probe_choices(lib: Library, throughput: Throughput | None,
@@ -140,12 +163,15 @@ def probe_choices(lib: Library, throughput: Throughput | None,
     (none when ``throughput`` is None), is only shown, so it may change while a page keeps the one it got."""
     out: dict[str, tuple[str, ProbeSpec]] = {}
 
+    probes = lib.probes()
+    size = reference_params(lib, probes[0][0].id) if probes and throughput is not None else None
+
     def words(spec: ProbeSpec) -> str:
         every = ", every position kept" if spec.positions == "all" else ""
-        estimate = f", {throughput.estimate(spec)}" if throughput is not None else ""
+        estimate = f", {throughput.estimate(spec, size)}" if throughput is not None else ""
         return f"{spec.n_samples} prompts x {spec.seq_len} tokens ({spec.n_tokens:,} tokens{every}){estimate}"
 
-    for spec, count in lib.probes():
+    for spec, count in probes:
         out[spec.id] = (f"library probe {spec.id}: {words(spec)}; {count} reference(s)", spec)
     if with_presets or not out:
         for name in sorted(PRESETS, key=lambda n: n != DEFAULT_PRESET):  # the default first, then as listed

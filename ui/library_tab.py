@@ -58,7 +58,7 @@ def library_view(lib_label: str, visitor: str | None = None) -> tuple[Any, Any, 
         lib = open_library(lib_label, visitor)
         refs = lib.list()
     except SeedPrintsError as exc:
-        return views.library_table([]), gr.Dropdown(choices=[], value=None), views.message(str(exc), "error")
+        return views.library_table([]), gr.Dropdown(choices=[], value=None), views.error_message(str(exc))
     # a public server names no folders of its own
     note = f"{len(refs)} reference(s) in {lib_label}" + (f" ({lib.root})." if visitor is None else ".")
     if lib_label == DEMO_LIBRARY:
@@ -73,6 +73,19 @@ def add_probe_choices(server: Server, lib_label: str, visitor: str | None = None
     except SeedPrintsError:
         choices = []
     return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+
+
+ADD_IDLE = "Fill in the form and press Fingerprint and add."
+
+
+def add_form(lib_label: str, n_parts: int) -> list[Any]:
+    """The add form's ``n_parts`` fields and button, usable only for a writable library, and its status line: for a
+    read-only library, the reason and what to do instead."""
+    writable = lib_label != DEMO_LIBRARY
+    note = (views.message(ADD_IDLE) if writable else
+            views.message("Adding is off: the demo library is read-only. Choose 'my library' above to add models.",
+                          "error"))
+    return [gr.update(interactive=writable)] * n_parts + [note]
 
 
 def check_add(server: Server, source: str, files: list[str] | None, hub_id: str, local_path: str, lib_label: str,
@@ -122,7 +135,7 @@ def _change(lib_label: str, visitor: str | None, change: Callable[[], str]) -> t
     try:
         msg = views.message(change(), "ok")
     except SeedPrintsError as exc:
-        msg = views.message(str(exc), "error")
+        msg = views.error_message(str(exc))
     table, names, _ = library_view(lib_label, visitor)
     return table, names, msg
 
@@ -164,7 +177,7 @@ def export(lib_label: str, visitor: str | None = None, folder: Path | None = Non
         name = f"seedprints-library-{safe_filename(lib_label)}-{int(time.time())}.zip"
         out = lib.export_zip((folder or download_dir()) / name)
     except SeedPrintsError as exc:
-        return gr.File(value=None), views.message(str(exc), "error")
+        return gr.File(value=None), views.error_message(str(exc))
     return gr.File(value=str(out), visible=True), views.message(f"Exported {len(lib)} reference(s).", "ok")
 
 
@@ -181,7 +194,7 @@ def build_library_tab(server: Server, visitor: gr.State) -> LibraryTab:
         table = gr.Dataframe(views.library_table([]), label="References", interactive=False,
                              elem_id="library-table", wrap=True)
         with gr.Accordion("Add a model", open=True, elem_id="add-model"):
-            model = model_form(add_sources, add_sources[-1],
+            model = model_form(add_sources, SOURCE_UPLOAD,
                                ids={"source": "add-source", "files": "add-upload", "hub": "add-hub", "path": "add-path"},
                                labels={"source": "Model", "files": "Model files", "hub": "Hub id", "path": "Local path"})
             with gr.Row():
@@ -196,7 +209,7 @@ def build_library_tab(server: Server, visitor: gr.State) -> LibraryTab:
             with gr.Row():
                 add_btn = gr.Button("Fingerprint and add", variant="primary", elem_id="add-btn")
                 add_cancel = gr.Button("Cancel", variant="stop", elem_id="add-cancel")
-            add_status = gr.HTML(elem_id="add-status")
+            add_status = gr.HTML(views.message(ADD_IDLE), elem_id="add-status")
         with gr.Accordion("Remove, export, import", open=False):
             with gr.Row():
                 rm_name = gr.Dropdown([], label="Reference to remove", elem_id="remove-name")
@@ -212,7 +225,7 @@ def build_library_tab(server: Server, visitor: gr.State) -> LibraryTab:
         view_outputs = [table, rm_name, lib_msg]
         add_view = TaskView(add_status, view_outputs, lambda _, lib, who: library_view(lib, who),
                             render_inputs=[lib_choice, visitor],
-                            done=lambda added: added, idle="Fill in the form and press Fingerprint and add.")
+                            done=lambda added: added, idle=ADD_IDLE)
         inputs = [model.source, model.files, model.hub_id, model.local_path, lib_choice, add_probe, add_name,
                   add_family, add_seed, add_notes, add_full, visitor]
 
@@ -224,6 +237,10 @@ def build_library_tab(server: Server, visitor: gr.State) -> LibraryTab:
         tab.select(library_view, [lib_choice, visitor], view_outputs, queue=False)
         lib_choice.change(library_view, [lib_choice, visitor], view_outputs, queue=False)
         lib_choice.change(lambda lib, who: add_probe_choices(server, lib, who), [lib_choice, visitor], add_probe,
+                          queue=False)
+        add_parts = [*model.inputs[:1], *model.inputs[2:], add_name, add_family, add_seed, add_notes, add_probe,
+                     add_full, add_btn]
+        lib_choice.change(lambda lib: add_form(lib, len(add_parts)), lib_choice, [*add_parts, add_status],
                           queue=False)
         rm_btn.click(remove, [lib_choice, rm_name, visitor], view_outputs, concurrency_limit=1)
 

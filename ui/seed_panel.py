@@ -57,10 +57,10 @@ def start(server: Server, mode: str, seed_value: Any, seeds: str, recipe: str, s
     get_recipe(recipe)
     if mode == SEARCH:
         parse_seeds(seeds)
-        return Submission(f"search of seeds {seeds}",
+        return Submission(f"search of seeds {seeds} for {form.model.shown}",
                           lambda job: _run(server, values, job, None, seeds, recipe, stop))
     seed = _claimed(seed_value)
-    return Submission(f"check of seed {seed}", lambda job: _run(server, values, job, seed, "", recipe, stop))
+    return Submission(f"check of seed {seed} for {form.model.shown}", lambda job: _run(server, values, job, seed, "", recipe, stop))
 
 
 def render(answer: SeedAnswer) -> list[Any]:
@@ -79,7 +79,8 @@ def render(answer: SeedAnswer) -> list[Any]:
         head += f"\n\nTried {len(answer.trials)} of {answer.n_range} seeds" + (
             ", stopped at the first decisive match." if answer.stopped_early else ".")
         plot = None
-    return [head, gr.Dataframe(value=rows, headers=["seed", "z", "log10 p", "log10 p (Holm)"]), plot]
+    return [head, gr.Dataframe(value=rows, headers=["seed", "z", "log10 p", "log10 p (Holm)"], visible=True),
+            gr.Plot(plot, visible=plot is not None)]
 
 
 def build_seed_section(server: Server) -> Callable[[list[Any]], None]:
@@ -102,8 +103,9 @@ def build_seed_section(server: Server) -> Callable[[list[Any]], None]:
             cancel_btn = gr.Button("Cancel", variant="stop", elem_id="seed-cancel")
         status = gr.HTML(elem_id="seed-status")
         verdict = gr.Markdown(elem_id="seed-verdict")
-        table = gr.Dataframe(interactive=False, elem_id="seed-table")
-        plot = gr.Plot(show_label=False, elem_id="seed-plot")
+        # hidden until an answer: no empty table or figure frame before
+        table = gr.Dataframe(interactive=False, elem_id="seed-table", visible=False)
+        plot = gr.Plot(show_label=False, elem_id="seed-plot", visible=False)
     view = TaskView(status, [verdict, table, plot], render, unit=None,
                     idle="Choose the suspect above, then check a seed or search a range.",
                     done=lambda a: f"Done: {a.label}" + (f" seed {a.seed}" if a.label == "MATCH" else "")

@@ -34,6 +34,25 @@ class ModelChoice:
     hub_id: str = ""
     local_path: str = ""
 
+    @property
+    def shown(self) -> str:
+        """How the status names the model before it is resolved: the demo suspect's key, the uploaded weights'
+        file name, the Hub id or the path's last part."""
+        if self.source == SOURCE_DEMO:
+            return self.demo_key or "demo suspect"
+        if self.source == SOURCE_UPLOAD:
+            return Path(upload_name(self.files)).name or "the upload"
+        if self.source == SOURCE_HUB:
+            return (self.hub_id or "").strip() or "Hub model"
+        return Path(str(self.local_path or "").strip()).name or "local model"
+
+
+def upload_name(files: list[str] | None) -> str:
+    """The file that names an upload: the first that is not a config or tokenizer .json (the weights, the .gguf or
+    the .zip), else the first."""
+    files = list(files or [])
+    return next((f for f in files if not f.lower().endswith(".json")), files[0] if files else "")
+
 
 def resolve_model(server: Server, choice: ModelChoice, work: Path | None) -> tuple[str | Path, str]:
     """(model path or Hub id, display name) for the chosen source; with ``work`` None it only checks the form.
@@ -53,7 +72,7 @@ def resolve_model(server: Server, choice: ModelChoice, work: Path | None) -> tup
     if choice.source == SOURCE_UPLOAD:
         if not choice.files:
             raise UploadError("no file uploaded: add a .gguf, a .zip of the model folder, or weights + config.json")
-        name = Path(choice.files[0]).stem
+        name = Path(upload_name(choice.files)).stem
         return (prepare_upload(choice.files, work, server.cfg.max_upload_bytes) if work is not None else ""), name
     if choice.source == SOURCE_HUB:
         hub_id = (choice.hub_id or "").strip()

@@ -113,7 +113,7 @@ def wire(queue: JobQueue, view: TaskView, button: Any, inputs: Sequence[Any],
         except BusyError as exc:  # the session's job in progress keeps its place, and its view keeps polling it
             return [gr.skip(), views.message(str(exc), "error"), gr.skip(), *[gr.skip()] * len(empty)]
         except SeedPrintsError as exc:  # no earlier result stays up beside the error
-            return [None, views.message(str(exc), "error"), gr.Timer(active=False), *empty]
+            return [None, views.error_message(str(exc)), gr.Timer(active=False), *empty]
         return [job.id, view.status_html(job, queue.position(job)), gr.Timer(active=True), *empty]
 
     def poll(job_id_value: str | None, *render_values: Any) -> list[Any]:

@@ -25,7 +25,18 @@ MAP_POINTS = "() => { const h = document.querySelector('#umap .js-plotly-plot');
              " return h ? h._fullData.filter(t => t.mode.includes('markers')).reduce((n, t) => n + t.x.length, 0) : null }"
 HEATMAP_ORDER = "() => { const h = document.querySelector('#heatmap .js-plotly-plot');" \
                 " return [h._fullData[0].x, (h.layout.annotations || []).filter(a => a.text === 'self').length] }"
-MAP_TITLE = "() => { const h = document.querySelector('#umap .js-plotly-plot'); return h ? h.layout.title.text : null }"
+#: a figure's title as one line of words (titles are wrapped to fit a phone: <br> and <sup> taken out)
+TITLE_WORDS = "(t) => t.replace(/<[^>]+>/g, ' ').replace(/\\s+/g, ' ').trim()"
+MAP_TITLE = "() => { const h = document.querySelector('#umap .js-plotly-plot');" \
+            f" return h ? ({TITLE_WORDS})(h.layout.title.text) : null }}"
+EVIDENCE_TITLE = "() => { const h = document.querySelector('#evidence .js-plotly-plot');" \
+                 f" return h ? ({TITLE_WORDS})(h.layout.title.text) : null }}"
+#: the part of every figure's title that lies outside its figure (0 when the whole title shows)
+TITLES_CUT = "() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.offsetParent !== null)" \
+             ".map(p => { const s = p.querySelector('svg.main-svg').getBoundingClientRect();" \
+             " const t = p.querySelector('.gtitle'); if (!t) return 0; const r = t.getBoundingClientRect();" \
+             " return Math.max(0, s.left - r.left, r.right - s.right) })"
+PAGE_WIDTH = "() => Math.max(window.innerWidth, document.documentElement.scrollWidth)"
 EVIDENCE_TRACES = "() => { const h = document.querySelector('#evidence .js-plotly-plot'); return h ? h._fullData.length : null }"
 
 
@@ -73,6 +84,20 @@ def test_derived_suspect_matches_seed_3_with_plots(page):
     page.wait_for_function(f"({MAP_POINTS})() === 9")
     assert page.evaluate(MAP_TITLE).startswith("Models placed by evidence of a shared seed")  # words, not "MDS"
     assert page.evaluate(EVIDENCE_TRACES) >= 3
+    # the card leads with plain words; its numbers sit in a closed details row that says what each means
+    lead = page.inner_text("#verdict .sp-verdict-lead")
+    assert "p =" not in page.inner_text("#verdict .sp-verdict-label") + lead and "demo-llama-seed3" in lead
+    assert page.evaluate("() => document.querySelector('#verdict details').open") is False
+    details = page.evaluate("() => document.querySelector('#verdict details').textContent")
+    for term in ("after Holm correction", "Holm correction", "mode", "k"):
+        assert term in details, term
+    # the card and the evidence plot show the same (Holm-adjusted) p
+    card_p = re.search(r"p = (\S+) after Holm correction", details).group(1)
+    assert f"p = {card_p} after Holm correction" in page.evaluate(EVIDENCE_TITLE)
+    # the ranked table shows what decides the verdict first
+    headers = page.evaluate("() => [...document.querySelectorAll('#ranked thead th')].map(t => t.innerText.trim())"
+                            ".filter(Boolean)")
+    assert headers[:3] == ["reference", "seed", "significant"], headers
     # the layout choice redraws the map from this audit, with no new extraction
     page.locator("#map-layout").get_by_text("UMAP", exact=True).click()
     page.wait_for_function(f"(({MAP_TITLE})() || '').includes('UMAP layout')")
@@ -94,9 +119,12 @@ TAB_LABELS = "() => Array.from(document.querySelectorAll('#tabs [role=tablist] b
              ".map(b => b.innerText.trim())"
 
 
+TABS = {"Audit": "#run-audit", "Library": "#library-choice", "Learn": "#learn-intro", "About": "#tab-about h2"}
+
+
 def test_tab_bar_keeps_its_tabs_as_each_is_opened_twice(page):
     """Each tab opened for the first time used to add a copy of itself to the bar (#24)."""
-    tabs = {"Audit": "#run-audit", "Library": "#library-choice", "Learn": "#learn-intro", "About": "#tab-about h2"}
+    tabs = TABS
     assert page.evaluate(TAB_LABELS) == list(tabs)
     for _ in range(2):
         for name, inside in tabs.items():
@@ -165,9 +193,23 @@ def test_cancel_running_audit_and_tabs_stay_responsive(page, big_suspect):
     assert page.locator("#verdict .sp-verdict").count() == 0
 
 
+def test_add_form_is_off_for_a_read_only_library_and_starts_on_upload(page):
+    page.click("button[role=tab]:has-text('Library')")
+    page.wait_for_selector("#library-msg:has-text('my library')")
+    assert page.locator("#add-upload").is_visible() and not page.locator("#add-path").is_visible()
+    choose(page, "library-choice", "demo library")
+    page.wait_for_selector("#add-status:has-text('read-only')")
+    assert page.locator("#add-btn").is_disabled()
+    assert page.locator("#add-name textarea, #add-name input").first.is_disabled()
+    choose(page, "library-choice", "my library")
+    page.wait_for_selector("#add-status:not(:has-text('read-only'))")
+    assert page.locator("#add-btn").is_enabled()
+
+
 def test_add_model_to_my_library(page, small_model):
     page.click("button[role=tab]:has-text('Library')")
     page.wait_for_selector("#library-msg:has-text('my library')")
+    page.click("#add-source label:has-text('local path')")
     page.fill("#add-path textarea, #add-path input", str(small_model))
     page.fill("#add-name textarea, #add-name input", "e2e-seed5")
     page.fill("#add-family textarea, #add-family input", "e2e")
@@ -178,6 +220,12 @@ def test_add_model_to_my_library(page, small_model):
     assert "Added e2e-seed5 (e2e seed 5)" in page.inner_text("#add-status")
     page.wait_for_selector("#library-table:has-text('e2e-seed5')")
     assert "1 reference(s) in my library" in page.inner_text("#library-msg")
+    # the time it was added shows whole (a date and a time, not cut off)
+    added = page.evaluate("() => [...document.querySelectorAll('#library-table .body-cell')]"
+                          ".filter(c => /^\\d{4}-\\d\\d-\\d\\d/.test(c.innerText.trim()))"
+                          ".map(c => [c.innerText.trim(), Math.max(...[c, ...c.querySelectorAll('*')]"
+                          ".map(e => e.scrollWidth - e.clientWidth))])[0]")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", added[0]) and added[1] <= 0, added
 
 
 def test_upload_weights_and_config_audits_the_upload(page, small_model):
@@ -189,6 +237,7 @@ def test_upload_weights_and_config_audits_the_upload(page, small_model):
     page.wait_for_selector("#audit-status .sp-msg-ok", timeout=120_000)
     assert page.inner_text("#verdict .sp-verdict-label") == "NO MATCH"
     assert "SUSPECT" in page.inner_text("#command")
+    assert "audit of model.safetensors" in page.inner_text("#audit-status")  # the upload's name, not its source
 
 
 def test_weights_without_config_get_a_one_line_error(page, small_model):
@@ -240,23 +289,59 @@ def test_two_sessions_queue_and_cancel_independently(browser, app_server, big_su
     ctx_b.close()
 
 
-def test_results_fit_a_phone_screen(browser, app_server):
-    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-                              has_touch=True)
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
-    pg.goto(app_server.url)
-    pg.wait_for_selector("#startup .sp-msg-ok", timeout=120_000)
-    pg.click("#run-audit")
-    pg.wait_for_selector("#verdict .sp-verdict", timeout=120_000)
-    assert pg.inner_text("#verdict .sp-verdict-label") == "MATCH: seed 3"
-    pg.wait_for_function(f"({MAP_POINTS})() === 9")
-    # on a phone the layout viewport grows to fit content that does not wrap; it must stay 390 px
-    width = pg.evaluate("() => Math.max(window.innerWidth, document.documentElement.scrollWidth)")
-    assert width <= 391, f"the results page lays out {width}px wide on a 390px phone screen"
-    pg.locator("#verdict").scroll_into_view_if_needed()
-    pg.screenshot(path=str(screenshot_path("screenshot-phone.png")), full_page=False)
-    ctx.close()
+def test_every_tab_fits_a_phone_and_a_laptop(browser, app_server):
+    """At 390 px no tab scrolls sideways, no figure title is cut off and the evidence matrix keeps a readable
+    width (scrolling inside its box); at 1,400 px neither. Each tab is photographed at both widths (after a demo
+    audit, so the Audit tab shows its results): assets/screenshot-<tab>-<width>.png when asked."""
+    for width in (390, 1400):
+        phone = width < 500
+        ctx = browser.new_context(viewport={"width": width, "height": 844 if phone else 1000},
+                                  device_scale_factor=2 if phone else 1, is_mobile=phone, has_touch=phone)
+        pg = ctx.new_page()
+        pg.set_default_timeout(60_000)
+        pg.goto(app_server.url)
+        pg.wait_for_selector("#startup .sp-msg-ok", timeout=120_000)
+        pg.click("#run-audit")
+        pg.wait_for_selector("#verdict .sp-verdict", timeout=120_000)
+        assert pg.inner_text("#verdict .sp-verdict-label") == "MATCH: seed 3"
+        pg.wait_for_function(f"({MAP_POINTS})() === 9")
+        pg.wait_for_function(f"({EVIDENCE_TRACES})() >= 3")
+        if phone:
+            # the matrix's cells get room: its plot area is not squeezed to a sliver beside the labels
+            cells = pg.evaluate("() => document.querySelector('#heatmap .nsewdrag').getBoundingClientRect().width")
+            assert cells >= 200, f"the evidence matrix is {cells}px wide on a phone"
+            pg.locator("#verdict").scroll_into_view_if_needed()
+            pg.screenshot(path=str(screenshot_path("screenshot-phone.png")), full_page=False)
+        for name, inside in TABS.items():
+            pg.click(f"#tabs [role=tablist] button[role=tab]:has-text('{name}')")
+            pg.wait_for_selector(inside, state="visible")
+            pg.wait_for_timeout(300)  # the tab's figures lay out
+            # on a phone the layout viewport grows to fit content that does not wrap; it must stay the screen's
+            assert pg.evaluate(PAGE_WIDTH) <= width + 1, f"{name} tab is wider than a {width}px screen"
+            cut = pg.evaluate(TITLES_CUT)
+            assert all(c <= 1 for c in cut), f"{name} tab: figure titles cut off by {cut} px"
+            pg.screenshot(path=str(screenshot_path(f"screenshot-{name.lower()}-{width}.png")), full_page=True,
+                          scale="css")
+        ctx.close()
+
+
+def test_before_an_audit_no_empty_figures_and_one_column_of_examples(page):
+    for accordion in ("#robustness", "#seed-check"):
+        page.click(f"{accordion} button:first-child, {accordion} .label-wrap")
+    page.wait_for_selector("#robust-btn", state="visible")
+    page.wait_for_selector("#seed-run", state="visible")
+    # no plot or table frame is on show before there is something to draw in it
+    for box in ("#figures", "#heatmap", "#umap", "#evidence", "#robust-plot", "#robust-table", "#seed-plot",
+                "#seed-table"):
+        assert not page.locator(box).is_visible(), box
+    examples = page.locator(".gallery, table").filter(has_text="unrelated: seed 77").first
+    assert "Suspect model" not in examples.inner_text()
+    # an example chosen with another source shown switches back to the demo suspects
+    page.click("#source label:has-text('upload files')")
+    page.get_by_text("unrelated: seed 77", exact=False).last.click()
+    page.wait_for_selector("#demo-suspect", state="visible")
+    assert page.locator("#source input[value='demo suspect']").is_checked()
+    assert "unrelated" in page.input_value("#demo-suspect input")
 
 
 def test_hub_id_offline_gets_a_one_line_error(page):
@@ -265,6 +350,12 @@ def test_hub_id_offline_gets_a_one_line_error(page):
     page.click("#run-audit")
     err = page.wait_for_selector("#audit-status .sp-msg-error", timeout=60_000).inner_text()
     assert "seedprints-test/no-such-model" in err and "\n" not in err.strip()
+    # what to do in the page's terms; the engine's own words one click away
+    assert "upload files" in err
+    for jargon in ("HF_HUB_OFFLINE", "hf download", "Errno", "save_pretrained"):
+        assert jargon not in err, jargon
+    assert page.evaluate("() => document.querySelector('#audit-status details').open") is False
+    assert "HF_HUB_OFFLINE" in page.evaluate("() => document.querySelector('#audit-status details').textContent")
 
 
 def test_robustness_panel_shows_the_match_survives(page):

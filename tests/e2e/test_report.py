@@ -35,6 +35,14 @@ def test_report_opens_offline_and_its_command_reproduces(page, browser, app_serv
     assert all(u.startswith(("file:", "data:", "blob:", "about:")) for u in requests), requests
     command = pg.inner_text("#command").strip()
     ctx.close()
+    # on a phone the report is as wide as the screen: its hashes wrap, its table scrolls in its box
+    phone = browser.new_context(offline=True, viewport={"width": 390, "height": 844}, is_mobile=True)
+    pg = phone.new_page()
+    pg.goto(report.as_uri())
+    pg.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 3")
+    width = pg.evaluate("() => Math.max(window.innerWidth, document.documentElement.scrollWidth)")
+    assert width <= 391, f"the report lays out {width}px wide on a 390px phone screen"
+    phone.close()
 
     args = shlex.split(command)
     assert args[:2] == ["seedprints", "scan"]
