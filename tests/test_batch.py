@@ -29,7 +29,7 @@ from seedprints.batch import LocalEngine, RayEngine, audit_batch, build_library,
 from seedprints.library import Library
 from seedprints.zoo import MINI, build_zoo
 
-from conftest import tiny_llama, tiny_spec
+from helpers import tiny_llama, tiny_spec
 from test_pickle_safety import write_evil_bin
 
 ray = pytest.importorskip("ray")

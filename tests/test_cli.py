@@ -12,7 +12,7 @@ import pytest
 
 from seedprints.cli import main
 
-from conftest import tiny_llama
+from helpers import tiny_llama
 from seedprints.derive import weight_noise
 
 PROBE = ["--n-samples", "300", "--seq-len", "16", "--vocab-range", "512", "--positions", "last", "-q"]

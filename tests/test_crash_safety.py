@@ -39,7 +39,7 @@ from seedprints.errors import LibraryError
 from seedprints.fingerprint import Fingerprint, load_fingerprint
 from seedprints.library import Library
 
-from conftest import tiny_llama, tiny_spec
+from helpers import tiny_llama, tiny_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE_ARGS = ["--n-samples", "100", "--seq-len", "8", "--vocab-range", "512"]

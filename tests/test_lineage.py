@@ -11,7 +11,7 @@ from seedprints import FingerprintCache, compare, fingerprint_model, scan
 from seedprints.derive import fine_tune, int8_dynamic, weight_noise
 from seedprints.loading import load_model
 
-from conftest import TINY_VOCAB, tiny_llama, tiny_spec
+from helpers import TINY_VOCAB, tiny_llama, tiny_spec
 
 SEEDS = [0, 1, 2, 3]
 ALPHA = 0.01

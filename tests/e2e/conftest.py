@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import READY_TIMEOUT, open_page
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SEEDPRINTS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
-READY_TIMEOUT = 300.0
 
 
 def free_port() -> int:
@@ -77,16 +78,6 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-def open_page(browser, server: AppServer):
-    """A fresh browser context (a visitor of its own) on ``server``'s page, once the demo is ready: (context, page)."""
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
-    pg.goto(server.url)
-    pg.wait_for_selector("#startup .sp-msg-ok", timeout=READY_TIMEOUT * 1000)
-    return ctx, pg
 
 
 @pytest.fixture()
