@@ -1,5 +1,5 @@
-"""Helpers several test modules share: tiny seeded models and probes, opening the app in a browser, the core API
-as one script, and loading a bench script as a module."""
+"""Helpers several test modules share: tiny seeded models and probes, spies on loading, opening the app in a
+browser, the core API as one script, and loading a bench script as a module."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import pytest
 
 from seedprints.probes import ProbeSpec
 
@@ -25,6 +27,44 @@ def tiny_llama(seed: int, hidden: int = 128, layers: int = 2, vocab: int = TINY_
 def tiny_spec(n: int = 300, seq_len: int = 16, vocab: int = TINY_VOCAB, seed: int = 0) -> ProbeSpec:
     """A small token probe that fits the tiny models."""
     return ProbeSpec(kind="token", n_samples=n, seq_len=seq_len, vocab_range=vocab, seed=seed)
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[tuple]:
+    """Spy on ``owner.name`` for the rest of the test: the returned list gets each call's arguments."""
+    calls: list[tuple] = []
+    real = getattr(owner, name)
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    return calls
+
+
+def count_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Spy on every opening of a checkpoint's weights in this process for the rest of the test: a load_model call
+    (through any seedprints module that imported it) or a streamed model's skeleton built. The returned list gets
+    one entry per load; a fingerprint-cache hit adds none."""
+    from seedprints import loading, streaming
+
+    loads: list[str] = []
+    real_load, real_streamed = loading.load_model, streaming.StreamedModel
+
+    def load_model(*args: Any, **kwargs: Any) -> Any:
+        loads.append("load_model")
+        return real_load(*args, **kwargs)
+
+    def streamed_model(*args: Any, **kwargs: Any) -> Any:
+        model = real_streamed(*args, **kwargs)
+        loads.append("streamed")  # counted once the skeleton is built, as a load of its weights
+        return model
+
+    for module in [m for n, m in list(sys.modules.items()) if n.split(".")[0] == "seedprints"]:
+        if getattr(module, "load_model", None) is real_load:
+            monkeypatch.setattr(module, "load_model", load_model)
+    monkeypatch.setattr(streaming, "StreamedModel", streamed_model)
+    return loads
 
 
 def load_bench(name: str) -> ModuleType:
