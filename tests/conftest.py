@@ -1,4 +1,11 @@
-"""Shared fixtures: tiny real transformers models built from seeds, and an isolated SEEDPRINTS_HOME."""
+"""Shared fixtures: tiny real transformers models built from seeds, and an isolated SEEDPRINTS_HOME.
+
+The fast lane for day-to-day work leaves out the slow, browser and Ray tests (markers in pyproject.toml):
+
+    python -m pytest -m "not slow and not browser and not ray"
+
+Helpers that test modules import (tiny_llama, tiny_spec, spies) live in tests/helpers.py.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Browser-test fixtures: the real app in a subprocess, and headless Debian Chromium driven by Playwright."""
+"""Browser-test fixtures: the real app in a subprocess, and headless Debian Chromium driven by Playwright.
+
+Every test below this folder is marked ``browser`` (deselect them with ``-m "not browser"``).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +18,18 @@ import pytest
 
 from helpers import READY_TIMEOUT, open_page
 
+HERE = Path(__file__).resolve().parent
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SEEDPRINTS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.browser)
 
 
 def free_port() -> int:
