@@ -211,17 +211,11 @@ def weight_bytes(text: str) -> int | None:
 
 
 # ---------------------------------------------------------------------------- snapshots
-#: Number of snapshots located or downloaded (files checked and hashed); a fingerprint-cache hit leaves it alone.
-FETCH_COUNT = 0
-
-
 def fetch(rev: HubRevision, check_config: Callable[[Path], None] | None = None) -> HubSnapshot:
     """The local snapshot of a resolved revision, downloading (online) only config, weight index and its shards.
 
     check_config runs on config.json before any weights are downloaded or checked.
     """
-    global FETCH_COUNT
-    FETCH_COUNT += 1
     folder = repo_cache(rev.repo_id) / "snapshots" / rev.commit
     local = _layout(_listing(folder))
     if is_offline() or (local is not None and local.startswith("model.safetensors") and not _missing(folder, local)):

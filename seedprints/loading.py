@@ -29,15 +29,6 @@ ENCODER_ONLY_TYPES = frozenset({
     "squeezebert", "mobilebert", "convbert", "rembert", "nezha", "canine", "roformer", "esm",
 })
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-#: How many times a checkpoint's weights were opened for loading, by load_model or a streamed skeleton
-#: (a fingerprint-cache hit must leave it alone).
-LOAD_COUNT = 0
-
-
-def count_load() -> None:
-    """Record that a checkpoint's weights are being loaded (tests read LOAD_COUNT)."""
-    global LOAD_COUNT
-    LOAD_COUNT += 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,7 +379,6 @@ def load_model(
 
     ``weights_hash`` skips hashing the files again when the caller already did.
     """
-    count_load()
     src = source if isinstance(source, ModelSource) else resolve_source(source, config, revision)
     _quiet_transformers()
     if src.kind == "hub":

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from .errors import Cancelled, ModelLoadError, first_line
-from .loading import count_load
 from .memory import MemoryBudgetError, format_size, release_freed_memory
 from .probes import ProbeSpec
 from .progress import ProgressCallback
@@ -211,7 +210,6 @@ class StreamedModel:
                 else:
                     self.resident.params.append((f"{mod_name}.{pname}" if mod_name else pname, key))
         self._move_buffers()
-        count_load()
 
     # ------------------------------------------------------------------ names
     def _prefix_of(self, body: torch.nn.Module) -> str:

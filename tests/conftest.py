@@ -1,4 +1,11 @@
-"""Shared fixtures: tiny real transformers models built from seeds, and an isolated SEEDPRINTS_HOME."""
+"""Shared fixtures: tiny real transformers models built from seeds, and an isolated SEEDPRINTS_HOME.
+
+The fast lane for day-to-day work leaves out the slow, browser and Ray tests (markers in pyproject.toml):
+
+    python -m pytest -m "not slow and not browser and not ray"
+
+Helpers that test modules import (tiny_llama, tiny_spec, spies) live in tests/helpers.py.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +18,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+from helpers import tiny_llama, tiny_spec  # noqa: E402
 from seedprints.probes import ProbeSpec  # noqa: E402
-
-TINY_VOCAB = 512
-
-
-def tiny_llama(seed: int, hidden: int = 128, layers: int = 2, vocab: int = TINY_VOCAB) -> torch.nn.Module:
-    """A randomly initialised llama-style causal LM whose weights depend only on ``seed`` (seedprints.tiny's recipe)."""
-    from seedprints.tiny import tiny_llama as build
-
-    return build(seed, hidden=hidden, layers=layers, vocab=vocab)
-
-
-def tiny_spec(n: int = 300, seq_len: int = 16, vocab: int = TINY_VOCAB, seed: int = 0) -> ProbeSpec:
-    """A small token probe that fits the tiny models."""
-    return ProbeSpec(kind="token", n_samples=n, seq_len=seq_len, vocab_range=vocab, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from seedprints.derive import weight_noise
 from seedprints.errors import Cancelled, LibraryError
 from seedprints.library import Library
 
-from conftest import tiny_llama, tiny_spec
+from helpers import tiny_llama, tiny_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2, 3]

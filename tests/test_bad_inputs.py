@@ -32,7 +32,7 @@ from seedprints.library import Library
 from seedprints.loading import load_model
 from seedprints.probes import ProbeSpec
 
-from conftest import tiny_llama, tiny_spec
+from helpers import tiny_llama, tiny_spec
 
 SMALL = dict(n=50, seq_len=8)
 

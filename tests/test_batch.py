@@ -29,10 +29,11 @@ from seedprints.batch import LocalEngine, RayEngine, audit_batch, build_library,
 from seedprints.library import Library
 from seedprints.zoo import MINI, build_zoo
 
-from conftest import tiny_llama, tiny_spec
+from helpers import tiny_llama, tiny_spec
 from test_pickle_safety import write_evil_bin
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray  # every test here runs on the module's local Ray cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = tiny_spec(n=300, seq_len=16)

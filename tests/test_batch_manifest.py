@@ -20,7 +20,7 @@ from seedprints.batch.engines import ray_resources
 from seedprints.cli import main
 from seedprints.library import Library
 
-from conftest import tiny_llama, tiny_spec
+from helpers import tiny_llama, tiny_spec
 
 PROBE = ["--n-samples", "300", "--seq-len", "16", "--vocab-range", "512", "--positions", "last"]
 OPTIONS = {"device": "cpu", "threads": 1, "cache_dir": None}

@@ -12,7 +12,7 @@ import pytest
 
 from seedprints.cli import main
 
-from conftest import tiny_llama
+from helpers import count_loads, tiny_llama
 from seedprints.derive import weight_noise
 
 PROBE = ["--n-samples", "300", "--seq-len", "16", "--vocab-range", "512", "--positions", "last", "-q"]
@@ -139,12 +139,10 @@ def test_errors_are_one_line_with_nonzero_exit(workspace, capsys):
     assert proc.stderr.strip().count("\n") == 0 and "no such model" in proc.stderr
 
 
-def test_compare_refuses_a_missing_suspect_before_extracting_the_reference(workspace, capsys):
-    from seedprints import loading
-
-    loads = loading.LOAD_COUNT
+def test_compare_refuses_a_missing_suspect_before_extracting_the_reference(workspace, capsys, monkeypatch):
+    loads = count_loads(monkeypatch)
     assert main(["compare", str(workspace / "ref10"), str(workspace / "nope"), *PROBE, "--no-cache"]) == 2
-    assert loading.LOAD_COUNT == loads  # the reference was not loaded for nothing
+    assert loads == []  # the reference was not loaded for nothing
     assert "no such model" in capsys.readouterr().err
 
 
@@ -233,21 +231,20 @@ def test_compare_text_ends_with_a_verdict_line_and_json_has_none(workspace, caps
     assert "VERDICT" not in out and json.loads(out)["significant"]
 
 
-def test_compare_of_one_checkpoint_twice_loads_it_once(workspace, tmp_path, capsys):
+def test_compare_of_one_checkpoint_twice_loads_it_once(workspace, tmp_path, capsys, monkeypatch):
     """The same folder twice, or a copy of it (same weights hash), is fingerprinted once and matches itself."""
     import shutil
 
-    from seedprints import loading
-
+    loads = count_loads(monkeypatch)
     ref10 = workspace / "ref10"
     copy = shutil.copytree(ref10, tmp_path / "copy-of-ref10")
     for suspect, name in ((str(ref10), "ref10"), (f"{ref10}/../ref10", "ref10"), (str(copy), "copy-of-ref10")):
         capsys.readouterr()
-        loads = loading.LOAD_COUNT
+        loads.clear()
         assert main(["compare", str(ref10), suspect, *PROBE, "--no-cache", "--json"]) == 0
-        assert loading.LOAD_COUNT == loads + 1, suspect
+        assert len(loads) == 1, suspect
         res = json.loads(capsys.readouterr().out)
         assert (res["reference"], res["suspect"], res["significant"]) == ("ref10", name, True)
-    loads = loading.LOAD_COUNT  # a different checkpoint is still loaded
+    loads.clear()  # a different checkpoint is still loaded
     assert main(["compare", str(copy), str(workspace / "ref11"), *PROBE, "--no-cache"]) == 0
-    assert loading.LOAD_COUNT == loads + 2
+    assert len(loads) == 2

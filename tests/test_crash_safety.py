@@ -39,7 +39,7 @@ from seedprints.errors import LibraryError
 from seedprints.fingerprint import Fingerprint, load_fingerprint
 from seedprints.library import Library
 
-from conftest import tiny_llama, tiny_spec
+from helpers import tiny_llama, tiny_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE_ARGS = ["--n-samples", "100", "--seq-len", "8", "--vocab-range", "512"]
@@ -218,6 +218,7 @@ def timed_kills(world, label: str, argv_for, full: frozenset[str], redo) -> tupl
 
 
 # ---------------------------------------------------------------------------- timed kills of the CLI
+@pytest.mark.slow  # a CLI process per delay: 87 s on a busy 2-core machine
 def test_cli_add_killed_at_spread_delays(world):
     runtime, seen = timed_kills(world, "add", lambda lib: add_argv(world, lib), BASE_NAMES | {TARGET},
                                 lambda lib, names: redo_add(lib, world["target"], names))
@@ -227,6 +228,7 @@ def test_cli_add_killed_at_spread_delays(world):
     assert len(seen) >= len(TIMED_FRACTIONS) - 2, "nearly every delay should fall before the command ends"
 
 
+@pytest.mark.slow  # 25 s
 def test_cli_import_killed_at_spread_delays(world):
     runtime, seen = timed_kills(world, "import", lambda lib: import_argv(world, lib), BASE_NAMES | IMPORT_NAMES,
                                 lambda lib, names: redo_import(lib, world["archive"], names))

@@ -18,7 +18,7 @@ from seedprints.probes import MAX_ALL_POSITION_ROWS, PRESETS, ProbeSpec
 from seedprints.stats import SuspectRanks, calibrated_test, repairing_draws, seedprints_test
 from seedprints.verdict import scan
 
-from conftest import TINY_VOCAB, tiny_llama
+from helpers import TINY_VOCAB, tiny_llama
 
 ALL = ProbeSpec(n_samples=30, seq_len=6, vocab_range=TINY_VOCAB, positions="all")
 LAST = ALL.replace(positions="last")

@@ -37,7 +37,7 @@ from seedprints.loading import ModelFacts
 from seedprints.stats import calibrated_test, holm_log10, p_from_log10, seedprints_test
 from seedprints.uploads import extract_model_zip
 
-from conftest import tiny_spec
+from helpers import tiny_spec
 
 #: FUZZ_N=2000 fuzzes harder with fresh random examples; by default a fixed, derandomized sequence runs
 _FUZZ_N = os.environ.get("FUZZ_N")

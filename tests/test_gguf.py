@@ -20,7 +20,7 @@ from seedprints import compare, fingerprint_model  # noqa: E402
 from seedprints.errors import ModelLoadError  # noqa: E402
 from seedprints.loading import load_model  # noqa: E402
 
-from conftest import TINY_VOCAB, tiny_llama, tiny_spec  # noqa: E402
+from helpers import TINY_VOCAB, tiny_llama, tiny_spec  # noqa: E402
 
 # HF parameter leaf (inside model.layers.N.) -> llama.cpp tensor name (inside blk.N.)
 _LAYER_TENSORS = {

@@ -20,6 +20,8 @@ from seedprints.fingerprint import load_fingerprint
 from seedprints.library import Library
 from seedprints.probes import ProbeSpec
 
+from helpers import count_calls, count_loads
+
 REPO = "seedprints-test/tiny-llama"
 SHA_A = hashlib.sha1(b"revision A").hexdigest()  # tagged v1
 SHA_B = hashlib.sha1(b"revision B").hexdigest()  # main
@@ -130,18 +132,18 @@ def test_hub_facts_survive_the_fingerprint_file_and_old_files_stay_as_they_were(
     assert plain.hub_repo == "" and plain.hub_files == {} and "hub_repo" not in plain.to_dict()
 
 
-def test_a_repeat_audit_of_a_revision_neither_fetches_nor_loads(hf_cache, tmp_path):
+def test_a_repeat_audit_of_a_revision_neither_fetches_nor_loads(hf_cache, tmp_path, monkeypatch):
     cache = FingerprintCache(tmp_path / "fp-cache")
     first = fingerprint_model(REPO, SPEC, device="cpu", cache=cache)
-    loads, fetches = loading.LOAD_COUNT, hub.FETCH_COUNT
+    loads, fetches = count_loads(monkeypatch), count_calls(monkeypatch, hub, "fetch")
     for spelling, revision in ((REPO, None), (f"{REPO}@main", None), (f"{REPO}@{SHA_B}", None), (REPO, "main")):
         hit = fingerprint_model(spelling, SPEC, device="cpu", cache=cache, revision=revision)
         assert hit.model.hub_revision == SHA_B and torch.equal(torch.from_numpy(hit.features),
                                                                torch.from_numpy(first.features))
-    assert (loading.LOAD_COUNT, hub.FETCH_COUNT) == (loads, fetches)  # nothing located, hashed or loaded
+    assert (loads, fetches) == ([], [])  # nothing located, hashed or loaded
     assert cache.hits == 4 and cache.misses == 1
     fingerprint_model(REPO, SPEC, device="cpu", cache=cache, revision="v1")  # another commit is another key
-    assert loading.LOAD_COUNT == loads + 1 and cache.misses == 2
+    assert len(loads) == 1 and cache.misses == 2
 
 
 def test_audit_json_and_html_report_name_repo_and_commit(hf_cache, tmp_path):
@@ -203,16 +205,16 @@ def test_conflicting_or_misplaced_revisions_are_refused(hf_cache, tmp_path, caps
     _one_line(ei.value, "only to Hugging Face Hub ids", "drop --revision")
 
 
-def test_a_snapshot_missing_a_shard_is_refused_before_loading(hf_cache, tmp_path, capsys):
+def test_a_snapshot_missing_a_shard_is_refused_before_loading(hf_cache, tmp_path, capsys, monkeypatch):
     snap = hf_cache["repo_dir"] / "snapshots" / SHA_A
     index = json.loads((snap / "model.safetensors.index.json").read_text())
     shard = sorted(set(index["weight_map"].values()))[-1]
     (snap / shard).unlink()
-    loads = loading.LOAD_COUNT
+    loads = count_loads(monkeypatch)
     with pytest.raises(SeedPrintsError) as ei:
         fingerprint_model(REPO, SPEC, device="cpu", revision="v1")
     _one_line(ei.value, shard, SHA_A, "model.safetensors.index.json", "hf download")
-    assert loading.LOAD_COUNT == loads  # refused before any weights were loaded
+    assert loads == []  # refused before any weights were loaded
     capsys.readouterr()
     assert main(["fingerprint", f"{REPO}@v1", "-o", str(tmp_path / "x.safetensors"), *PROBE_ARGS]) == 2
     err = capsys.readouterr().err.strip()

@@ -11,7 +11,7 @@ from seedprints import FingerprintCache, compare, fingerprint_model, scan
 from seedprints.derive import fine_tune, int8_dynamic, weight_noise
 from seedprints.loading import load_model
 
-from conftest import TINY_VOCAB, tiny_llama, tiny_spec
+from helpers import TINY_VOCAB, tiny_llama, tiny_spec
 
 SEEDS = [0, 1, 2, 3]
 ALPHA = 0.01
@@ -49,7 +49,8 @@ def test_different_seeds_are_never_significant(parent_fps):
             assert np.isfinite(r.z) and 0.0 <= r.pvalue <= 1.0
 
 
-@pytest.mark.parametrize("derive", [fine_tune, int8_dynamic, weight_noise], ids=["finetune50", "int8", "noise1pct"])
+@pytest.mark.parametrize("derive", [pytest.param(fine_tune, marks=pytest.mark.slow),  # 50 fine-tuning steps: 50 s
+                                    int8_dynamic, weight_noise], ids=["finetune50", "int8", "noise1pct"])
 def test_derivatives_match_parent_and_no_other_seed(derive, parents, parent_fps):
     child = derive(parents[2])
     fp = fingerprint_model(child, parent_fps[2].spec, name=f"{derive.__name__}(seed2)")

@@ -20,6 +20,7 @@ def demo(tmp_path_factory):
     return paths, Library(paths["library"], create=False)
 
 
+@pytest.mark.slow  # the demo fixture builds the demo library: 300 s on a busy 2-core machine
 @pytest.mark.parametrize("which", list(SUSPECTS))
 def test_demo_suspect_stands_with_its_family(demo, which):
     paths, lib = demo
@@ -50,6 +51,7 @@ def _text_positions(fig) -> dict[str, str]:
     return pos
 
 
+@pytest.mark.slow  # the demo
 def test_demo_maps_read_the_same_across_audits(demo):
     """Audits of different suspects: each seed keeps its colour, near-coincident labels are placed apart, and
     the evidence matrix lists the references in one order (a seed's models side by side)."""
@@ -80,6 +82,7 @@ def test_demo_maps_read_the_same_across_audits(demo):
     assert orders[0] == orders[1]  # the ranked orders differ, the matrix's does not
 
 
+@pytest.mark.slow  # the demo
 def test_audit_tab_redraws_the_map_in_the_chosen_layout(demo):
     """The Audit tab's "Map layout" radio redraws the map from the finished audit's evidence matrix."""
     import gradio as gr

@@ -14,8 +14,7 @@ from seedprints.errors import SeedPrintsError
 from seedprints.measured import ACCURACY, CALIBRATION, DATA, SOURCES, budget_of, false_positive_level
 from seedprints.probes import DEFAULT_PRESET, PRESETS
 
-from conftest import tiny_spec
-from helpers import load_bench
+from helpers import load_bench, tiny_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,7 +99,7 @@ def audit(tmp_path_factory):
     from seedprints import Library, audit_library, fingerprint_model
     from seedprints.derive import weight_noise
 
-    from conftest import tiny_llama
+    from helpers import tiny_llama
 
     lib = Library(tmp_path_factory.mktemp("measured") / "lib")
     spec = PRESETS[DEFAULT_PRESET].replace(vocab_range=512)

@@ -25,7 +25,7 @@ from seedprints.errors import ModelLoadError, SeedPrintsError
 from seedprints.extract import extract_features
 from seedprints.loading import load_model
 
-from conftest import tiny_llama, tiny_spec
+from helpers import tiny_llama, tiny_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = tiny_spec(n=20, seq_len=8)

@@ -37,6 +37,7 @@ def first_command() -> str:
     return re.search(r"```bash\n(.*?)```", section, re.S).group(1).strip()
 
 
+@pytest.mark.slow  # a venv and an install: 37 s in the fast lane on a busy 2-core machine
 def test_readme_first_command_installs_the_seedprints_command(tmp_path):
     """Its install step, run as written in a copy of the checkout (offline: the dependencies come from this
     test environment), puts a working ``seedprints`` in the venv, which the next sentence tells people to run."""
@@ -77,6 +78,7 @@ def api_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow  # builds the demo and audits it: 400 s on a busy 2-core machine
 def test_readme_python_api_example_runs():
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -9,8 +9,7 @@ import pytest
 from seedprints.derive import magnitude_prune, quantize_weights, weight_noise
 from seedprints.loading import wrap_model
 
-from conftest import TINY_VOCAB, tiny_llama
-from helpers import load_bench
+from helpers import TINY_VOCAB, load_bench, tiny_llama
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from seedprints.similarity import (UMAP_MIN_POINTS, Embedding, EvidenceMatrix, d
 from seedprints.stats import seedprints_test
 from seedprints.verdict import run_test
 
-from conftest import tiny_llama, tiny_spec
+from helpers import tiny_llama, tiny_spec
 
 NAMES = ["seed0", "noisy0", "seed1", "seed2"]
 LINEAGES = ["tiny seed 0", "tiny seed 0", "tiny seed 1", "tiny seed 2"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_llama, tiny_spec
+from helpers import tiny_llama, tiny_spec
 from seedprints.audit import fingerprint_model
 from seedprints.cli import main
 from seedprints.errors import Cancelled, ModelLoadError, SeedPrintsError

@@ -18,7 +18,7 @@ from ui.jobs import Job, JobQueue
 from ui.library_tab import add_probe_choices, check_add
 from ui.sources import DEMO_CHOICES, SOURCE_DEMO, SOURCE_PATH, ModelChoice, resolve_model
 
-from conftest import tiny_llama, tiny_spec
+from helpers import tiny_llama, tiny_spec
 
 #: two probes in one library: the one most references use (the library's default) and another
 MAIN, OTHER = tiny_spec(n=200, seq_len=8), tiny_spec(n=120, seq_len=8, seed=1)

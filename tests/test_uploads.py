@@ -12,7 +12,7 @@ from seedprints.audit import fingerprint_model
 from seedprints.errors import UploadError
 from seedprints.uploads import extract_model_zip, prepare_upload
 
-from conftest import tiny_llama, tiny_spec
+from helpers import tiny_llama, tiny_spec
 
 
 @pytest.fixture(scope="module")

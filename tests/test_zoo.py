@@ -71,6 +71,7 @@ def test_zoo_layout_and_manifest(zoo):
     assert not zoo.get("llama", 1, "ft").same_lineage(zoo.get("llama", 2, "ft"))
 
 
+@pytest.mark.slow  # a second zoo build: 32 s on a busy 2-core machine
 def test_build_is_deterministic_and_reused(zoo, tmp_path_factory):
     # a second, independent build of the data and of seed 1 (a unit does not depend on the other seeds)
     other = build_zoo(dataclasses.replace(MINI, seeds=(1,)), root=tmp_path_factory.mktemp("zoo-b"))
@@ -171,6 +172,7 @@ def test_labelled_pairs(zoo):
                       "pretrain-vs-other-init": 6, "derivative-vs-other-pretrain": 12, "derivative-vs-other-init": 12}
 
 
+@pytest.mark.slow  # 44 s on a busy 2-core machine
 def test_accuracy_evaluate_quick(zoo, tmp_path):
     report = accuracy.evaluate(zoo, {"quick": (200, 16, "last")}, cache_dir=tmp_path / "fp", evasions=False)
     rows = {(r["test"], r["probe"]): r for r in report["results"]}

@@ -1,4 +1,7 @@
-"""Browser-test fixtures: the real app in a subprocess, and headless Debian Chromium driven by Playwright."""
+"""Browser-test fixtures: the real app in a subprocess, and headless Debian Chromium driven by Playwright.
+
+Every test below this folder is marked ``browser`` (deselect them with ``-m "not browser"``).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +16,20 @@ from pathlib import Path
 
 import pytest
 
+from helpers import READY_TIMEOUT, open_page
+
+HERE = Path(__file__).resolve().parent
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SEEDPRINTS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
-READY_TIMEOUT = 300.0
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.browser)
 
 
 def free_port() -> int:
@@ -77,16 +89,6 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-def open_page(browser, server: AppServer):
-    """A fresh browser context (a visitor of its own) on ``server``'s page, once the demo is ready: (context, page)."""
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
-    pg.goto(server.url)
-    pg.wait_for_selector("#startup .sp-msg-ok", timeout=READY_TIMEOUT * 1000)
-    return ctx, pg
 
 
 @pytest.fixture()

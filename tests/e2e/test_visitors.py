@@ -17,7 +17,7 @@ from gradio_client import Client
 from seedprints.demo import DEMO_PROBE
 from seedprints.library import Library
 
-from .conftest import open_page
+from helpers import open_page
 from .test_app import choose, wait_uploaded
 from .test_downloads import download_urls, status_of
 

@@ -1,4 +1,4 @@
-"""The batch commands of the CLI: ``seedprints library build`` and ``seedprints audit-batch``."""
+"""The batch commands: ``seedprints library build`` and ``seedprints audit-batch`` (local workers or Ray)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,42 @@ import argparse
 import json
 from typing import Any
 
+from ..batch.engines import DEFAULT_GPU_MEMORY, LocalEngine, RayEngine
+from ..batch.runner import BatchResult, audit_batch, build_library
 from ..errors import SeedPrintsError
 from ..memory import parse_size
-from .engines import DEFAULT_GPU_MEMORY, LocalEngine, RayEngine
-from .runner import BatchResult, audit_batch, build_library
+from ._options import (add_command, keep_arg, model_args, open_library, probe_args, progress, spec_from_args,
+                       test_args, test_kwargs)
 
 #: Exit code of a batch that finished with failed rows (0: none failed, 2: bad input, 3: internal error).
 EXIT_ROWS_FAILED = 1
 
+MANIFEST_HELP = ("CSV (with a header) or JSON Lines manifest, one model per row: source (folder, file or Hub id "
+                 "org/name[@revision]), name, family, seed, notes, revision, config")
 
-def _batch_args(p: argparse.ArgumentParser) -> None:
-    from ..cli import _model_args
 
+def add_commands(sub: Any, library_actions: Any) -> None:
+    """Add ``build`` to ``library``'s actions and ``audit-batch`` to the commands."""
+    p = add_command(library_actions, "build", run_build, "fingerprint every model of a manifest and add it (resumable)",
+                    "seedprints library build models.csv --library ./references")
+    p.add_argument("manifest", help=MANIFEST_HELP)
+    p.add_argument("--library", default=None)
+    p.add_argument("--keep", default="0.2", help="columns stored: ratio of D (default 0.2) or 'all'")
+    p.add_argument("-o", "--log", default=None, help="append each row's outcome to this JSON Lines file")
+    probe_args(p)
+    _engine_args(p)
+
+    p = add_command(sub, "audit-batch", run_audit, "scan every suspect of a manifest against a library (resumable)",
+                    "seedprints audit-batch suspects.csv --library ./references -o results.jsonl")
+    p.add_argument("manifest", help=MANIFEST_HELP)
+    p.add_argument("--library", default=None)
+    p.add_argument("-o", "--output", required=True,
+                   help="results file (JSON Lines): one `scan --json` record per row, plus a 'batch' object")
+    _engine_args(p)
+    test_args(p)
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine (the same manifest gives the same fingerprints and verdicts on either)")
     g.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: worker processes on this machine (default); ray: one Ray task per row "
@@ -34,33 +58,7 @@ def _batch_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpu-memory", metavar="SIZE", default=None,
                    help="ray: memory of one GPU, to size each row's GPU share (default 24GB)")
     # loading: the single-model flags; --max-memory is per worker (local workers on a CPU share 60%% of the RAM)
-    _model_args(p)
-
-
-def add_commands(sub: Any, lsub: Any) -> None:
-    """Add ``audit-batch`` to the top-level subcommands and ``build`` to ``library``'s."""
-    from ..cli import _doc, _probe_args, _test_args
-
-    manifest_help = ("CSV (with a header) or JSON Lines manifest, one model per row: source (folder, file or Hub id "
-                     "org/name[@revision]), name, family, seed, notes, revision, config")
-    p = lsub.add_parser("build", **_doc("fingerprint every model of a manifest and add it (resumable)",
-                                        "seedprints library build models.csv --library ./references"))
-    p.add_argument("manifest", help=manifest_help)
-    p.add_argument("--library", default=None)
-    p.add_argument("--keep", default="0.2", help="columns stored: ratio of D (default 0.2) or 'all'")
-    p.add_argument("-o", "--log", default=None, help="append each row's outcome to this JSON Lines file")
-    _probe_args(p)
-    _batch_args(p)
-
-    p = sub.add_parser("audit-batch", **_doc("scan every suspect of a manifest against a library (resumable)",
-                                             "seedprints audit-batch suspects.csv --library ./references "
-                                             "-o results.jsonl"))
-    p.add_argument("manifest", help=manifest_help)
-    p.add_argument("--library", default=None)
-    p.add_argument("-o", "--output", required=True,
-                   help="results file (JSON Lines): one `scan --json` record per row, plus a 'batch' object")
-    _batch_args(p)
-    _test_args(p)
+    model_args(p)
 
 
 def _engine(args: argparse.Namespace) -> LocalEngine | RayEngine:
@@ -72,7 +70,7 @@ def _engine(args: argparse.Namespace) -> LocalEngine | RayEngine:
     return RayEngine(args.address, args.workers, gpu_memory=gpu)
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
+def _worker_options(args: argparse.Namespace) -> dict[str, Any]:
     from ..loading import select_device
     from ..memory import DEFAULT_SHARE, available_ram
     from ..paths import default_cache
@@ -97,34 +95,28 @@ def _finish(args: argparse.Namespace, result: BatchResult) -> int:
     return EXIT_ROWS_FAILED if result.failed else 0
 
 
-def cmd_library_build(args: argparse.Namespace) -> int:
-    """``seedprints library build``."""
-    from ..cli import _library, _progress, _spec_from_args
-
+def run_build(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    options = _options(args)
-    lib = _library(args)
-    keep: Any = args.keep if args.keep == "all" else float(args.keep)
-    update, close = _progress(args, "library build", unit="row")
+    options = _worker_options(args)
+    lib = open_library(args)
+    keep = keep_arg(args)
+    update, close = progress(args, "library build", unit="row")
     try:
-        result = build_library(args.manifest, lib, engine, spec=_spec_from_args(args, lib.default_probe()),
+        result = build_library(args.manifest, lib, engine, spec=spec_from_args(args, lib.default_probe()),
                                progress=update, log=args.log, keep=keep, **options)
     finally:
         close()
     return _finish(args, result)
 
 
-def cmd_audit_batch(args: argparse.Namespace) -> int:
-    """``seedprints audit-batch``."""
-    from ..cli import _library, _progress, _test_kwargs
-
+def run_audit(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    options = _options(args)
-    lib = _library(args, create=False)
-    update, close = _progress(args, "audit-batch", unit="row")
+    options = _worker_options(args)
+    lib = open_library(args, create=False)
+    update, close = progress(args, "audit-batch", unit="row")
     try:
         result = audit_batch(args.manifest, lib, args.output, engine, progress=update, alpha=args.alpha,
-                             test_kwargs=_test_kwargs(args), **options)
+                             test_kwargs=test_kwargs(args), **options)
     finally:
         close()
     return _finish(args, result)
