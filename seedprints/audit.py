@@ -187,7 +187,10 @@ class LibraryAudit:
         parts = ["seedprints", "scan", shlex.quote(suspect_path), "--library", shlex.quote(self.library),
                  "--test", str(test.get("test", "calibrated")), "--alpha", f"{self.report.alpha:g}"]
         if test.get("test") == "calibrated":
-            parts += ["--permutations", str(test.get("n_permutations", 2000))]
+            if test.get("repairing") == "cyclic":  # D - 1 shifts: nothing to choose
+                parts += ["--repairing", "cyclic"]
+            else:
+                parts += ["--permutations", str(test.get("n_permutations", 2000))]
             if test.get("basis_check") is False:
                 parts.append("--no-basis-check")
         spec = self.suspect.spec

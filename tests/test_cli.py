@@ -248,3 +248,14 @@ def test_compare_of_one_checkpoint_twice_loads_it_once(workspace, tmp_path, caps
     loads.clear()  # a different checkpoint is still loaded
     assert main(["compare", str(copy), str(workspace / "ref11"), *PROBE, "--no-cache"]) == 0
     assert len(loads) == 2
+
+
+def test_the_re_pairing_null_is_a_test_option():
+    from seedprints.cli import build_parser
+    from seedprints.cli._options import test_kwargs
+
+    parser = build_parser()
+    assert test_kwargs(parser.parse_args(["compare", "a", "b"]))["repairing"] == "auto"
+    assert test_kwargs(parser.parse_args(["scan", "s", "--library", "l", "--repairing", "random"]))["repairing"] == "random"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["compare", "a", "b", "--repairing", "dihedral"])

@@ -98,6 +98,9 @@ def test_args(p: argparse.ArgumentParser) -> None:
                    help=f"significance level (default {DEFAULT_ALPHA:g}{_measured_level()})")
     g.add_argument("--permutations", type=int, default=TESTS["calibrated"].defaults["n_permutations"],
                    help="calibrated test: random re-pairings (default %(default)s)")
+    g.add_argument("--repairing", choices=["auto", "cyclic", "random"], default="auto",
+                   help="calibrated test: the re-pairing null: the D - 1 cyclic shifts of the dimensions (auto from "
+                        "D = 500 on; exact and fast) or --permutations random maps (auto below D = 500)")
     g.add_argument("--no-basis-check", dest="basis_check", action="store_false",
                    help="calibrated test: skip the basis check (reading the suspect again after aligning its hidden "
                         "basis to the reference's, which catches permuted or rotated copies)")
@@ -143,7 +146,8 @@ def test_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The test options as keyword arguments of compare and scan."""
     k: float | int | None = None if args.k is None else int(args.k) if args.k >= 1 else args.k
     if args.test == "calibrated":
-        return {"test": "calibrated", "k": k, "n_permutations": args.permutations, "basis_check": args.basis_check}
+        return {"test": "calibrated", "k": k, "n_permutations": args.permutations, "basis_check": args.basis_check,
+                "repairing": args.repairing}
     return {"test": "paper", "k": k, "mode": args.mode, "null": args.null, "null_test": args.null_test, "agg": args.agg}
 
 
