@@ -248,6 +248,8 @@ def markdown(rep: dict[str, Any]) -> str:
         diff = "" if r.get("logit_rel_diff") is None else f"{r['logit_rel_diff']:.1e}"
         lines.append(f"| {name} | {r['description']} | {diff} | {r['anchor_similarity']} | {r['z_as_is']} | {r['z_aligned']} | {r['z']} | "
                      f"{'MATCH' if r['significant'] else 'NO MATCH'} | {r['change']} |")
+    if rep.get("skipped"):
+        lines += ["", f"Not built in this run: {', '.join(rep['skipped'])} (`--skip`)."]
     neg = rep["negatives"]
     lines += ["", f"## Unrelated models: {neg['n_inits']} random inits of the config and a rotated copy of each", "",
               "| pair | n | false positives | rate % | 95% CI % | without basis check | largest z | largest anchor similarity |",
@@ -285,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "evasion.json")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--skip-costs", action="store_true")
+    ap.add_argument("--skip", nargs="*", default=[], choices=sorted(DERIVATIVES), metavar="DERIVATIVE",
+                    help="derivatives not to build or score this run (the results say which were skipped)")
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -302,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     sample = ids[: 4 * 64].reshape(4, 64)
     derivs: dict[str, Any] = {}
     for name, desc in DERIVATIVES.items():
+        if name in args.skip:
+            continue
         path = fp_dir / f"{name}.safetensors"
         meta = fp_dir / f"{name}.json"
         if path.exists() and meta.exists():
@@ -324,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     family._reference = None
     neg = summarise_negatives(negatives(work, ref_fp, cfg, args.inits, spec))
     report = {"probe": PROBE, "probe_id": spec.id, "alpha": ALPHA, "z_target": Z_TARGET, "derivatives": derivs,
+              "skipped": sorted(args.skip),
               "negatives": neg, "machine": info}
     if not args.skip_costs:
         report["costs"] = costs(work, family, spec)
