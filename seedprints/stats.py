@@ -546,7 +546,7 @@ class SuspectRanks:
 
     @property
     def spectrum_conj(self) -> np.ndarray:
-        """Complex conjugate of :attr:`spectrum` (what the reference side of a cross-correlation needs)."""
+        """Complex conjugate of :attr:`spectrum` (what the suspect side of a cross-correlation needs)."""
         if self._spectrum_conj is None:
             self._spectrum_conj = self.spectrum.conj()
         return self._spectrum_conj
@@ -581,7 +581,9 @@ def prepare(x: Any) -> SuspectRanks:
             _PREPARED.move_to_end(key)
             return hit[1]
     ranks = SuspectRanks(x)
-    size = 16 * ranks.n * ranks.d  # ranks (float64) and their half spectrum (complex128) or its conjugate
+    # ranks (float64) and their half spectrum (complex128); a model that is also tested as a suspect holds the
+    # spectrum's conjugate too (8 more bytes per value), which the budget leaves out: a scan has one suspect
+    size = 16 * ranks.n * ranks.d
     try:
         ref = weakref.ref(x)
     except TypeError:  # arrays and other objects without weak references are ranked every time
@@ -636,12 +638,14 @@ def _cyclic_null(a: np.ndarray, ref: Any, sus: SuspectRanks, cols: np.ndarray,
     """
     d, k = sus.d, len(cols)
     if isinstance(ref, SuspectRanks) and k == d:
-        fa_conj = ref.spectrum_conj
+        fa = ref.spectrum
     else:
         a_full = np.zeros((a.shape[0], d))
         a_full[:, cols] = a
-        fa_conj = np.fft.rfft(a_full, axis=1).conj()
-    shifts = np.fft.irfft(np.einsum("nf,nf->f", fa_conj, sus.spectrum), n=d)  # shifts[r] = sum_j a_j . s_(j+r)
+        fa = np.fft.rfft(a_full, axis=1)
+    # sum_n conj(fa) fs = conj(sum_n fa conj(fs)): the suspect, fixed over a scan, holds the conjugate
+    cross = np.einsum("nf,nf->f", fa, sus.spectrum_conj).conj()
+    shifts = np.fft.irfft(cross, n=d)  # shifts[r] = sum_j a_j . s_(j+r)
     n_dims = min(n_sample, d - 1)
     s = sus.ranks
     if k == d:  # every dimension: shift r pairs a[:, :d-r] with s[:, r:] and a[:, d-r:] with s[:, :r], no copies
