@@ -628,6 +628,10 @@ def _random_null(a: np.ndarray, sus: SuspectRanks, cols: np.ndarray, n_permutati
     return null_sum / k, null_dims
 
 
+#: from this many identity dimensions on, the cyclic null's statistics come from FFTs (below, from a [k, D] product)
+_FFT_MIN_K = 128
+
+
 def _cyclic_null(a: np.ndarray, ref: Any, sus: SuspectRanks, cols: np.ndarray,
                  n_sample: int) -> tuple[np.ndarray, np.ndarray]:
     """Statistics of the D - 1 shifts j -> j + r (mod D), r = 1..D-1, and per-dimension correlations under
@@ -637,6 +641,12 @@ def _cyclic_null(a: np.ndarray, ref: Any, sus: SuspectRanks, cols: np.ndarray,
     identity dimensions) with the same row of S: one product of real FFTs, summed over rows.
     """
     d, k = sus.d, len(cols)
+    n_dims = min(n_sample, d - 1)
+    if k < _FFT_MIN_K:  # few identity dimensions: their rho with every suspect dimension is the cheaper route
+        m = a.T @ sus.ranks  # [k, D]
+        targets = (cols[:, None] + np.arange(d)[None, :]) % d  # row j, column r: the dimension shift r maps j to
+        paired = np.take_along_axis(m, targets, axis=1)  # paired[j, r] = rho(a_j, s_(j+r))
+        return paired.sum(axis=0)[1:] / k, paired[:, 1:n_dims + 1].T.copy()
     if isinstance(ref, SuspectRanks) and k == d:
         fa = ref.spectrum
     else:
@@ -646,7 +656,6 @@ def _cyclic_null(a: np.ndarray, ref: Any, sus: SuspectRanks, cols: np.ndarray,
     # sum_n conj(fa) fs = conj(sum_n fa conj(fs)): the suspect, fixed over a scan, holds the conjugate
     cross = np.einsum("nf,nf->f", fa, sus.spectrum_conj).conj()
     shifts = np.fft.irfft(cross, n=d)  # shifts[r] = sum_j a_j . s_(j+r)
-    n_dims = min(n_sample, d - 1)
     s = sus.ranks
     if k == d:  # every dimension: shift r pairs a[:, :d-r] with s[:, r:] and a[:, d-r:] with s[:, :r], no copies
         null_dims = np.stack([np.concatenate([np.einsum("nk,nk->k", a[:, : d - r], s[:, r:]),

@@ -220,3 +220,19 @@ def test_a_scan_records_the_null_it_used():
     rep = scan(fp(b, "suspect"), [fp(a, "parent"), fp(c, "other")], basis_check=False)
     assert rep.verdict.label == "MATCH" and rep.rows[0].reference.name == "parent"
     assert rep.test["repairing"] == "cyclic" and rep.test["n_permutations"] == 519
+
+
+@pytest.mark.parametrize("k", [5, 40, 200])
+def test_the_two_routes_of_the_cyclic_null_agree(k, monkeypatch):
+    """Few identity dimensions take the [k, D] product, many the FFT; both give the same statistics."""
+    from seedprints import stats
+
+    rng = np.random.default_rng(11)
+    a, b = toy_pair(rng, n=50, d=256)
+    monkeypatch.setattr(stats, "_FFT_MIN_K", 10_000)
+    by_product = calibrated_test(a, b, k=k, repairing="cyclic")
+    monkeypatch.setattr(stats, "_FFT_MIN_K", 1)
+    by_fft = calibrated_test(a, b, k=k, repairing="cyclic")
+    np.testing.assert_allclose(by_product.details["null_statistics"], by_fft.details["null_statistics"], atol=1e-12)
+    np.testing.assert_allclose(by_product.details["null_dim_sample"], by_fft.details["null_dim_sample"], atol=1e-12)
+    assert by_product.pvalue == by_fft.pvalue

@@ -292,7 +292,7 @@ def test_two_sessions_queue_and_cancel_independently(browser, app_server, big_su
 def test_every_tab_fits_a_phone_and_a_laptop(browser, app_server):
     """At 390 px no tab scrolls sideways, no figure title is cut off and the evidence matrix keeps a readable
     width (scrolling inside its box); at 1,400 px neither. Each tab is photographed at both widths (after a demo
-    audit, so the Audit tab shows its results): assets/screenshot-<tab>-<width>.png when asked."""
+    audit, so the Audit tab shows its results): one file per tab and width in the assets folder (screenshot-<tab>-<width>.png) when asked."""
     for width in (390, 1400):
         phone = width < 500
         ctx = browser.new_context(viewport={"width": width, "height": 844 if phone else 1000},
