@@ -38,7 +38,7 @@ def measured_level(spec: ProbeSpec) -> str:
     calibrated, paper = false_positive_level(probe), false_positive_level(probe, test="paper")
     which = "" if budget is not None else (f" (this audit's probe is not one the benchmarks measured; the figures "
                                            f"are the default probe's, {DEFAULT_PRESET})")
-    return (f"Measured on the seed zoo{which}: the calibrated test gives {calibrated.text()}; the paper test "
+    return (f"Measured on unrelated pairs{which}: the calibrated test gives {calibrated.text()}; the paper test "
             f"gives {paper.percent()} with the same probe ({paper.source}). The method and its guarantees: "
             "docs/method.md.")
 

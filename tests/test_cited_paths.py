@@ -13,10 +13,7 @@ CITING = ["README.md", "app.py", "pyproject.toml", "docs/**/*.md", "seedprints/*
 #: citations of files that do not exist yet, with why; an entry must be removed once it is not needed
 PENDING: dict[tuple[str, str], str] = {}
 #: files that code may cite before they exist, with what writes them (an entry must go once the file exists)
-NOT_YET_WRITTEN = {
-    "bench/results/calibration.json": "the calibration bench, when it first runs",
-    "seedprints/data/calibration.json": "python bench/ship.py, from bench/results/calibration.json",
-}
+NOT_YET_WRITTEN: dict[str, str] = {}
 
 
 def _tops() -> list[str]:

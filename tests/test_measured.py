@@ -36,16 +36,26 @@ def test_shipped_results_equal_the_bench_results():
         assert not (DATA / name).exists(), name
 
 
-def test_default_probe_level_is_the_accuracy_bench_figure_with_its_cluster_interval():
+def test_default_probe_level_is_the_highest_class_of_the_calibration_summary():
+    summary = json.loads((ROOT / SOURCES[CALIBRATION]).read_text())
     level = false_positive_level()
+    worst = max(summary["classes"], key=lambda c: c["rate"])
+    assert (level.probe, level.test, level.alpha) == (DEFAULT_PRESET, "calibrated", summary["alpha"])
+    assert level.rate == worst["rate"] == worst["fp"] / worst["n"] and list(level.ci95) == worst["ci95"]
+    assert level.source == "bench/results/calibration.json" and worst["class"] in level.scope
+    assert f"{worst['fp']}/{worst['n']} pairs, {worst['n_independent']} independent" in level.scope
+    assert level.percent() == (f"{100 * level.rate:.1f}% [{100 * level.ci95[0]:.1f}, {100 * level.ci95[1]:.1f}]")
+
+
+def test_without_calibration_results_the_default_level_is_the_accuracy_bench_figure(tmp_path):
+    shutil.copy(DATA / ACCURACY, tmp_path / ACCURACY)
+    level = false_positive_level(data=tmp_path)
     row = _bench_row("calibrated", DEFAULT_PRESET)
     cluster = ship.cluster_fpr(row["pairs"])
-    assert (level.probe, level.test, level.alpha) == (DEFAULT_PRESET, "calibrated", ACCURACY_FAST["alpha"])
     assert level.rate == row["fpr_at_alpha"]["rate"] == cluster["rate"]
     assert list(level.ci95) == cluster["ci95"] and level.ci95[0] <= level.rate <= level.ci95[1]
     assert level.source == "bench/results/accuracy-fast.json" and (ROOT / level.source).is_file()
     assert f"{row['fpr_at_alpha']['x']} of {row['fpr_at_alpha']['n']:,} unrelated pairs" in level.scope
-    assert level.percent() == (f"{100 * level.rate:.1f}% [{100 * level.ci95[0]:.1f}, {100 * level.ci95[1]:.1f}]")
 
 
 def test_paper_level_reads_the_analytical_row():
@@ -142,7 +152,7 @@ def test_cli_help_reads_the_level_and_the_demo_from_the_code():
     parser = build_parser()
     sub = parser._subparsers._group_actions[0]  # noqa: SLF001 - argparse keeps sub-commands here
     scan_help = " ".join(sub.choices["scan"].format_help().split())
-    assert false_positive_level().percent() in scan_help and SOURCES[ACCURACY] in scan_help
+    assert false_positive_level().percent() in scan_help and false_positive_level().source in scan_help
     demo = next(a for a in sub._choices_actions if a.dest == "demo")  # noqa: SLF001
     assert demo.help == f"build the embedded demo library and scan its {len(SUSPECTS)} suspects"
 

@@ -31,8 +31,8 @@ where there is none, so it is offered for comparison only.
   are, correctly, not linked. A seed label is only as true as the library that records it.
 * Models of different hidden size, or fingerprinted with different probes, cannot be compared.
 * Evidence is statistical: at alpha = 0.01 about 1 unrelated reference in 100 may cross the threshold before
-  correction; the Holm correction controls this over the whole library. Measured on the seed zoo with the
-  default probe, the calibrated test gives {LEVEL}.
+  correction; the Holm correction controls this over the whole library. Measured on many unrelated pairs (random
+  inits and independently trained seeds) with the default probe, the calibrated test gives {LEVEL}.
 
 The same engine runs from the command line (`seedprints scan MODEL --library DIR`) and from Python
 (`seedprints.audit.audit_library`)."""

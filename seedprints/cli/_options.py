@@ -118,7 +118,7 @@ def _measured_level() -> str:
     except SeedPrintsError as exc:
         return f"; no measured false-positive rate: {exc}".replace("%", "%%")
     return (f"; measured at {level.alpha:g} with the default probe {DEFAULT_PRESET}, the calibrated test gives "
-            f"{level.percent()} false positives on the seed zoo, {level.source}").replace("%", "%%")
+            f"{level.percent()} false positives ({level.scope.split(':')[0]}), {level.source}").replace("%", "%%")
 
 
 def verdict_args(p: argparse.ArgumentParser) -> None:
